@@ -1,0 +1,1 @@
+"""logpipe replicator: Pub/Sub envelopes -> exactly-once files in GCS (hourly partitions, manifests, _SUCCESS) -> BigQuery."""

@@ -1,0 +1,1 @@
+"""Generated from proto/ by service.protogen; do not edit."""
