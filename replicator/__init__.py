@@ -1,1 +1,1 @@
-"""logpipe replicator: Pub/Sub envelopes -> exactly-once files in GCS (hourly partitions, manifests, _SUCCESS) -> BigQuery."""
+"""logpipe replicator: Pub/Sub envelopes -> exactly-once GCS files (hourly partitions, manifests) -> BigQuery."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +29,21 @@ class CatalogError(ValueError):
     """The catalog file is missing or invalid. The message says which entry and why."""
 
 
-class PayloadFormat(str, Enum):
+class PayloadFormat(StrEnum):
     """How the payload bytes of a category are interpreted."""
 
     JSON = "json"
     BYTES = "bytes"
 
 
-class FileFormat(str, Enum):
+class FileFormat(StrEnum):
     """The format of landed files in GCS."""
 
     AVRO = "avro"
     JSONL_GZ = "jsonl_gz"
 
 
-class FieldType(str, Enum):
+class FieldType(StrEnum):
     """BigQuery types allowed for extracted payload fields."""
 
     STRING = "STRING"
@@ -90,8 +90,17 @@ class Tier(_Frozen):
 
 
 RESERVED_COLUMNS = frozenset(
-    {"event_id", "event_time", "ingest_time", "payload", "attributes", "producer", "client_id", "category",
-     "envelope_id"}
+    {
+        "event_id",
+        "event_time",
+        "ingest_time",
+        "payload",
+        "attributes",
+        "producer",
+        "client_id",
+        "category",
+        "envelope_id",
+    }
 )
 
 
@@ -204,9 +213,7 @@ def parse_catalog(data: Any, source: str = "<catalog>") -> Catalog:
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
         raise CatalogError(f"{source}: {problems}") from None
 
 

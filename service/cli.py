@@ -22,7 +22,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """logpipe: gRPC ingest -> Pub/Sub -> exactly-once GCS files -> BigQuery. See `logpipe COMMAND --help`."""

@@ -1,0 +1,176 @@
+"""Rows: how one event is written into landed and committed files, in the category's file format.
+
+The row schema is the BigQuery table schema (see docs/formats.md):
+  event_id STRING REQUIRED, event_time TIMESTAMP REQUIRED, ingest_time TIMESTAMP, payload JSON|BYTES,
+  attributes JSON (object of strings), producer STRING, client_id STRING, envelope_id STRING,
+  plus one NULLABLE column per catalog ``fields`` entry, extracted from the payload's top-level key of that name
+  (a missing key or a value of the wrong type gives NULL, never an error: the raw payload keeps the truth).
+
+Formats:
+  * avro: object container file, deflate codec; timestamps are ``long`` ``timestamp-micros``; JSON columns are
+    ``string`` annotated ``sqlType: JSON``; bytes payloads are ``bytes``.
+  * jsonl_gz: gzip'd newline-delimited JSON; timestamps are RFC 3339 strings; JSON columns are JSON text strings;
+    bytes payloads are base64 (BigQuery's encoding for BYTES in JSON).
+
+``encode_rows``/``decode_rows`` are exact inverses for rows produced by ``event_to_row``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import io
+import json
+from typing import Any
+
+import fastavro
+
+from service.catalog import Category, FieldType, FileFormat, PayloadFormat
+from service.contract import Event
+
+Row = dict[str, Any]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_AVRO_TYPES: dict[FieldType, Any] = {
+    FieldType.STRING: "string",
+    FieldType.INT64: "long",
+    FieldType.FLOAT64: "double",
+    FieldType.BOOL: "boolean",
+    FieldType.TIMESTAMP: {"type": "long", "logicalType": "timestamp-micros"},
+}
+
+
+def _micros(seconds: int, nanos: int) -> int:
+    return seconds * 1_000_000 + nanos // 1000
+
+
+def micros_to_datetime(us: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=us)
+
+
+def _extract(value: Any, ftype: FieldType) -> Any:
+    if value is None:
+        return None
+    if ftype is FieldType.STRING:
+        return value if isinstance(value, str) else None
+    if ftype is FieldType.BOOL:
+        return value if isinstance(value, bool) else None
+    if ftype is FieldType.INT64:
+        ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+        return value if ok else None
+    if ftype is FieldType.FLOAT64:
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    try:  # TIMESTAMP: RFC 3339 string
+        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=dt.UTC)
+        return int((t - _EPOCH) / dt.timedelta(microseconds=1))
+    except ValueError:
+        return None
+
+
+def event_to_row(event: Event, category: Category, envelope_id: str) -> Row:
+    """The row for ``event``. Timestamps are integer microseconds since the epoch (UTC)."""
+    row: Row = {
+        "event_id": event.event_id,
+        "event_time": _micros(event.event_time.seconds, event.event_time.nanos),
+        "ingest_time": _micros(event.ingest_time.seconds, event.ingest_time.nanos)
+        if event.HasField("ingest_time")
+        else None,
+        "attributes": json.dumps(dict(event.attributes), sort_keys=True, separators=(",", ":")),
+        "producer": event.producer or None,
+        "client_id": event.client_id or None,
+        "envelope_id": envelope_id,
+    }
+    if category.payload_format is PayloadFormat.JSON:
+        text = event.payload.decode("utf-8")
+        row["payload"] = text
+        if category.fields:
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                doc = None
+            for f in category.fields:
+                row[f.name] = _extract(doc.get(f.name) if isinstance(doc, dict) else None, f.type)
+    else:
+        row["payload"] = bytes(event.payload)
+    return row
+
+
+def avro_schema(category: Category) -> dict[str, Any]:
+    """The Avro schema of ``category``'s files (parsed form accepted by fastavro)."""
+    ts = {"type": "long", "logicalType": "timestamp-micros"}
+    payload: Any = {"type": "string", "sqlType": "JSON"} if category.payload_format is PayloadFormat.JSON else "bytes"
+    fields: list[dict[str, Any]] = [
+        {"name": "event_id", "type": "string"},
+        {"name": "event_time", "type": ts},
+        {"name": "ingest_time", "type": ["null", ts], "default": None},
+        {"name": "payload", "type": payload},
+        {"name": "attributes", "type": {"type": "string", "sqlType": "JSON"}},
+        {"name": "producer", "type": ["null", "string"], "default": None},
+        {"name": "client_id", "type": ["null", "string"], "default": None},
+        {"name": "envelope_id", "type": ["null", "string"], "default": None},
+    ]
+    fields += [{"name": f.name, "type": ["null", _AVRO_TYPES[f.type]], "default": None} for f in category.fields]
+    return {
+        "type": "record",
+        "name": "LogpipeEvent",
+        "namespace": f"logpipe.{category.name}",
+        "fields": fields,
+    }
+
+
+def _json_row(row: Row, category: Category) -> Row:
+    out = dict(row)
+    for key in ("event_time", "ingest_time"):
+        if out.get(key) is not None:
+            out[key] = micros_to_datetime(out[key]).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for f in category.fields:
+        if f.type is FieldType.TIMESTAMP and out.get(f.name) is not None:
+            out[f.name] = micros_to_datetime(out[f.name]).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if category.payload_format is PayloadFormat.BYTES:
+        out["payload"] = base64.b64encode(out["payload"]).decode("ascii")
+    return out
+
+
+def encode_rows(rows: list[Row], category: Category) -> bytes:
+    """Serialize ``rows`` as one file in ``category.file_format``."""
+    buf = io.BytesIO()
+    if category.file_format is FileFormat.AVRO:
+        schema = fastavro.parse_schema(avro_schema(category))
+        fastavro.writer(buf, schema, rows, codec="deflate")
+        return buf.getvalue()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz:
+        for row in rows:
+            gz.write(json.dumps(_json_row(row, category), separators=(",", ":")).encode() + b"\n")
+    return buf.getvalue()
+
+
+def decode_rows(data: bytes, category: Category) -> list[Row]:
+    """Parse a file written by ``encode_rows`` back into rows (timestamps as integer microseconds)."""
+    if category.file_format is FileFormat.AVRO:
+        out: list[Row] = []
+        for rec in fastavro.reader(io.BytesIO(data)):
+            row = dict(rec)  # type: ignore[arg-type]
+            for k, v in row.items():
+                if isinstance(v, dt.datetime):
+                    row[k] = int((v - _EPOCH) / dt.timedelta(microseconds=1))
+            out.append(row)
+        return out
+    rows: list[Row] = []
+    for line in gzip.decompress(data).splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        for key in ("event_time", "ingest_time"):
+            if row.get(key) is not None:
+                t = dt.datetime.fromisoformat(row[key].replace("Z", "+00:00"))
+                row[key] = int((t - _EPOCH) / dt.timedelta(microseconds=1))
+        for f in category.fields:
+            if f.type is FieldType.TIMESTAMP and row.get(f.name) is not None:
+                t = dt.datetime.fromisoformat(row[f.name].replace("Z", "+00:00"))
+                row[f.name] = int((t - _EPOCH) / dt.timedelta(microseconds=1))
+        if category.payload_format is PayloadFormat.BYTES:
+            row["payload"] = base64.b64decode(row["payload"])
+        rows.append(row)
+    return rows
