@@ -1,0 +1,142 @@
+# The replicator of one tier on GKE: a Kubernetes service account bound to the tier's Google service account through
+# Workload Identity, a Deployment of identical streaming-pull workers, and an HPA that scales them on the
+# subscription's backlog (external metric pubsub.googleapis.com|subscription|num_undelivered_messages).
+
+locals {
+  name   = "logpipe-replicator-${var.tier}"
+  labels = { app = "logpipe-replicator", logpipe_tier = var.tier }
+}
+
+resource "kubernetes_service_account_v1" "replicator" {
+  metadata {
+    name        = local.name
+    namespace   = var.namespace
+    labels      = local.labels
+    annotations = { "iam.gke.io/gcp-service-account" = var.service_account_email }
+  }
+  automount_service_account_token = false
+}
+
+resource "google_service_account_iam_member" "workload_identity" {
+  service_account_id = var.service_account_name
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "serviceAccount:${var.project_id}.svc.id.goog[${var.namespace}/${local.name}]"
+}
+
+resource "kubernetes_deployment_v1" "replicator" {
+  metadata {
+    name      = local.name
+    namespace = var.namespace
+    labels    = local.labels
+  }
+
+  spec {
+    # The HPA owns the replica count; this is only the starting point.
+    replicas = tostring(var.min_replicas)
+
+    selector {
+      match_labels = local.labels
+    }
+
+    template {
+      metadata {
+        labels = local.labels
+      }
+
+      spec {
+        service_account_name             = kubernetes_service_account_v1.replicator.metadata[0].name
+        termination_grace_period_seconds = var.termination_grace_period_seconds
+
+        container {
+          name  = "replicator"
+          image = var.image
+          args  = concat(var.command, ["--tier", var.tier])
+
+          dynamic "env" {
+            for_each = merge(var.env, { LOGPIPE_TIER = var.tier })
+            content {
+              name  = env.key
+              value = env.value
+            }
+          }
+
+          resources {
+            requests = { cpu = var.cpu, memory = var.memory }
+            limits   = { cpu = var.cpu, memory = var.memory }
+          }
+
+          volume_mount {
+            name       = "catalog"
+            mount_path = var.catalog_mount_path
+            read_only  = true
+          }
+
+          security_context {
+            run_as_non_root            = true
+            read_only_root_filesystem  = false
+            allow_privilege_escalation = false
+          }
+        }
+
+        volume {
+          name = "catalog"
+          config_map {
+            name = var.catalog_config_map
+          }
+        }
+      }
+    }
+  }
+
+  lifecycle {
+    ignore_changes = [spec[0].replicas]
+  }
+}
+
+resource "kubernetes_horizontal_pod_autoscaler_v2" "replicator" {
+  metadata {
+    name      = local.name
+    namespace = var.namespace
+    labels    = local.labels
+  }
+
+  spec {
+    min_replicas = var.min_replicas
+    max_replicas = var.max_replicas
+
+    scale_target_ref {
+      api_version = "apps/v1"
+      kind        = "Deployment"
+      name        = kubernetes_deployment_v1.replicator.metadata[0].name
+    }
+
+    metric {
+      type = "External"
+      external {
+        metric {
+          name = "pubsub.googleapis.com|subscription|num_undelivered_messages"
+          selector {
+            match_labels = { "resource.labels.subscription_id" = var.subscription }
+          }
+        }
+        target {
+          type          = "AverageValue"
+          average_value = tostring(var.backlog_per_replica)
+        }
+      }
+    }
+
+    # Scale down slowly: a pod that leaves mid-envelope costs a redelivery, not data, but churn costs throughput.
+    behavior {
+      scale_down {
+        stabilization_window_seconds = 300
+        select_policy                = "Max"
+        policy {
+          type           = "Pods"
+          value          = 1
+          period_seconds = 60
+        }
+      }
+    }
+  }
+}

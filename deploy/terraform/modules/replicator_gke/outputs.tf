@@ -1,0 +1,9 @@
+output "deployment" {
+  description = "Name of the tier's replicator Deployment."
+  value       = kubernetes_deployment_v1.replicator.metadata[0].name
+}
+
+output "kubernetes_service_account" {
+  description = "Kubernetes service account the replicator pods run as."
+  value       = kubernetes_service_account_v1.replicator.metadata[0].name
+}

@@ -1,0 +1,136 @@
+# Alerts per tier: backlog age, dead-lettered messages and replicator errors.
+# - Backlog: pubsub subscription/oldest_unacked_message_age on the replicator subscription.
+# - Dead letters: topic/send_message_operation_count on the tier's dead-letter topic. It counts both paths into the
+#   DLQ (Pub/Sub forwarding after max_delivery_attempts, and the replicator publishing poison envelopes itself),
+#   whereas subscription/dead_letter_message_count sees only the first.
+# - Errors: a log-based metric over the replicator pods' ERROR log entries. It needs nothing from logpipe beyond
+#   logging to stderr, which GKE ships to Cloud Logging (docs/deploy.md explains the choice).
+
+locals {
+  alert_documentation = "logpipe runbook: docs/deploy.md#alerts. Tier topics, subscriptions and DLQs are named after the catalog (catalog.yaml)."
+}
+
+resource "google_logging_metric" "replicator_errors" {
+  project     = var.project_id
+  name        = "${local.name_prefix}/replicator_errors"
+  description = "ERROR (or worse) log entries of logpipe replicator pods, by tier."
+  filter      = "resource.type=\"k8s_container\" AND resource.labels.namespace_name=\"${var.kubernetes_namespace}\" AND labels.\"k8s-pod/app\"=\"logpipe-replicator\" AND severity>=ERROR"
+  label_extractors = {
+    tier = "EXTRACT(labels.\"k8s-pod/logpipe_tier\")"
+  }
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "tier"
+      value_type  = "STRING"
+      description = "logpipe tier of the replicator that logged the error."
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "oldest_unacked" {
+  for_each = local.tiers
+
+  project               = var.project_id
+  display_name          = "logpipe ${each.key}: oldest unacked message older than ${var.oldest_unacked_age_threshold_seconds}s"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.notification_channels
+  user_labels           = merge(local.labels, { logpipe_tier = each.key })
+
+  conditions {
+    display_name = "oldest_unacked_message_age > ${var.oldest_unacked_age_threshold_seconds}s on ${module.tier[each.key].subscription}"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${module.tier[each.key].subscription}\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.oldest_unacked_age_threshold_seconds
+      duration        = "300s"
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    content   = "Replicators of tier ${each.key} are behind or stuck. ${local.alert_documentation}"
+    mime_type = "text/markdown"
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+}
+
+resource "google_monitoring_alert_policy" "dead_letters" {
+  for_each = local.tiers
+
+  project               = var.project_id
+  display_name          = "logpipe ${each.key}: messages dead-lettered"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+  user_labels           = merge(local.labels, { logpipe_tier = each.key })
+
+  conditions {
+    display_name = "messages published to ${module.tier[each.key].dead_letter_topic}"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_topic\" AND resource.labels.topic_id = \"${module.tier[each.key].dead_letter_topic}\" AND metric.type = \"pubsub.googleapis.com/topic/send_message_operation_count\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    content   = "Poison messages of tier ${each.key} reached ${module.tier[each.key].dead_letter_topic}; inspect ${module.tier[each.key].dead_letter_subscription} (each carries a reason attribute). ${local.alert_documentation}"
+    mime_type = "text/markdown"
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+}
+
+resource "google_monitoring_alert_policy" "replicator_errors" {
+  for_each = local.tiers
+
+  project               = var.project_id
+  display_name          = "logpipe ${each.key}: replicator errors"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.notification_channels
+  user_labels           = merge(local.labels, { logpipe_tier = each.key })
+
+  conditions {
+    display_name = "replicator ERROR log entries > ${var.replicator_error_threshold} in 5 min"
+    condition_threshold {
+      filter          = "resource.type = \"k8s_container\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.replicator_errors.name}\" AND metric.labels.tier = \"${each.key}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.replicator_error_threshold
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    content   = "Replicators of tier ${each.key} log errors. ${local.alert_documentation}"
+    mime_type = "text/markdown"
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+}
