@@ -1,0 +1,101 @@
+"""Landing: one Pub/Sub message -> one staging object per (envelope, UTC hour). The hot path.
+
+Contract of ``Lander.land`` (steps L1-L3 of docs/design.md):
+  * Raises ``PoisonEnvelope`` for a message that is not a valid envelope of a category this worker serves: the caller
+    dead-letters and acks it. Nothing was written.
+  * Raises ``StoreError`` when an object could not be created (permanent error, or transient past the deadline):
+    the caller must NOT ack. Some hours may have landed; a redelivery finishes the rest.
+  * Returns normally only when every staging object of the envelope exists: the caller may ack.
+  * Idempotent: landing the same envelope again (any worker, any time) creates nothing new.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from replicator.crash import NEVER, CrashPoints
+from replicator.layout import Layout, Partition
+from replicator.metrics import Metrics
+from replicator.store import ObjectStore
+from service import envelope as envelope_format
+from service.contract import Envelope
+
+CONTENT_TYPE = "application/vnd.logpipe.envelope+zstd"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """What ``land`` did: the staging names, and how many of them this call created (the rest already existed)."""
+
+    envelope_id: str
+    category: str
+    names: tuple[str, ...]
+    created: int
+    events: int
+    bytes: int
+
+
+def _hour_of(seconds: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(seconds=seconds - seconds % 3600)
+
+
+class Lander:
+    """Lands envelopes of ``categories`` into ``store`` under ``layout``. Thread-safe; no I/O in the constructor."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        categories: Collection[str],
+        metrics: Metrics,
+        layout: Layout | None = None,
+        crash: CrashPoints = NEVER,
+    ) -> None:
+        self._store = store
+        self._categories = frozenset(categories)
+        self._metrics = metrics
+        self._layout = layout or Layout()
+        self._crash = crash
+
+    def land(self, data: bytes, attributes: Mapping[str, str]) -> Landed:
+        """Validate and land one message. See the module docstring for what it raises."""
+        env = envelope_format.decode(data, dict(attributes))
+        if env.category not in self._categories:
+            raise envelope_format.PoisonEnvelope("unknown_category", f"category {env.category!r} is not served here")
+        hours: dict[int, list[int]] = {}
+        for i, e in enumerate(env.events):
+            hours.setdefault(e.event_time.seconds // 3600, []).append(i)
+        if len(hours) <= 1:
+            # The normal case: the front-end packs per hour. Land the message body verbatim.
+            hour = _hour_of(next(iter(hours)) * 3600) if hours else None
+            parts = [] if hour is None else [(hour, data, dict(attributes), len(env.events))]
+        else:
+            parts = [self._split(env, h, idx) for h, idx in sorted(hours.items())]
+        created = 0
+        names = []
+        for hour, body, meta, count in parts:
+            name = self._layout.staging_object(Partition(env.category, hour), env.envelope_id)
+            self._crash.point("land.before_upload")
+            res = self._store.create_if_absent(name, body, meta, CONTENT_TYPE)
+            names.append(name)
+            if res.created:
+                created += 1
+                self._metrics.objects_written.labels("staging").inc()
+                self._metrics.events_landed.labels(env.category).inc(count)
+                self._metrics.bytes_landed.labels(env.category).inc(len(body))
+            else:
+                self._metrics.objects_existing.labels("staging").inc()
+        self._crash.point("land.after_upload")
+        return Landed(env.envelope_id, env.category, tuple(names), created, len(env.events), len(data))
+
+    @staticmethod
+    def _split(env: Envelope, hour_index: int, indices: list[int]) -> tuple[dt.datetime, bytes, dict[str, str], int]:
+        """Re-encode the events of one hour as an envelope with the same ``envelope_id``."""
+        part = Envelope(envelope_id=env.envelope_id, category=env.category, frontend=env.frontend)
+        if env.HasField("created"):
+            part.created.CopyFrom(env.created)
+        part.events.extend(env.events[i] for i in indices)
+        enc = envelope_format.encode(part)
+        return _hour_of(hour_index * 3600), enc.data, dict(enc.attributes), len(indices)
