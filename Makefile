@@ -5,7 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit proto demo clean
+# The BigQuery emulator (local-bigquery) needs Python >= 3.13 and lives in its own venv; see docs/local-cloud.md.
+PY313 ?= $(or $(shell p=$$(pyenv prefix 3.13.0 2>/dev/null) && test -x "$$p/bin/python3" && echo "$$p/bin/python3"),$(shell command -v python3.13),python3.13)
+BQ_VENV := .venv-bq
+BQ_STAMP := $(BQ_VENV)/.installed
+BQ_REQS := service/local/bq-emulator-requirements.txt
+
+.PHONY: install install-emulators test lint typecheck unit proto demo local clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +20,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# --no-deps: the pins are a complete, known-good set (local-bigquery's own duckdb>=2.0 pin cannot work offline).
+$(BQ_STAMP): $(BQ_REQS) service/local/install_duckdb_extensions.py
+	@command -v "$(PY313)" >/dev/null || { echo "error: Python 3.13 not found (tried pyenv 3.13.0 and python3.13); set PY313=/path/to/python3.13" >&2; exit 1; }
+	rm -rf $(BQ_VENV)
+	"$(PY313)" -m venv $(BQ_VENV)
+	$(BQ_VENV)/bin/python -m pip install -q --no-deps -r $(BQ_REQS)
+	$(BQ_VENV)/bin/python service/local/install_duckdb_extensions.py $(BQ_VENV)/duckdb-home
+	touch $(BQ_STAMP)
+
+install-emulators: $(BQ_STAMP)
 
 proto: install
 	$(PY) -m service.protogen
@@ -25,8 +42,19 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy service replicator
 
-test: install lint typecheck
+unit: install
+	$(VENV)/bin/pytest -m unit tests
+
+# pytest exits 5 when it collected no test; that fails `make test` too, on purpose.
+test: install install-emulators lint typecheck
 	$(VENV)/bin/pytest tests
 
+# The smoke check for now (see README); the end-to-end demo replaces it later.
+demo: install install-emulators
+	$(VENV)/bin/logpipe demo
+
+local: install install-emulators
+	$(VENV)/bin/logpipe local
+
 clean:
-	rm -rf $(VENV) .logpipe .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BQ_VENV) .logpipe .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,162 @@
+"""``LocalCloud``: start, provision and stop one local stack. Used by ``logpipe local``, the test fixtures and tools.
+
+Contract:
+  * ``start()`` blocks until every child answers and provisioning is done, then atomically writes
+    ``<state_dir>/endpoints.json`` and returns the ``Endpoints``. On any failure it stops what it started and raises
+    (``PrerequisiteMissing``, ``StartupFailed``, ``StackBusy``, or the provisioning step's error).
+  * ``stop()`` stops every child's process group (SIGTERM, SIGKILL after ``stop_timeout_s``), removes endpoints.json
+    and the ledger, and is safe to call twice or after a failed start.
+  * Crash safety: ``<state_dir>/processes.json`` (the ledger) lists the launcher and every child as soon as it is
+    started. A later ``start()`` on the same directory kills the children a dead launcher left behind (only those
+    whose pid and start time still match), and refuses with ``StackBusy`` while the recorded launcher is alive.
+  * What survives a restart: GCS objects and BigQuery data (on disk under the state dir). Pub/Sub is in-memory: topics
+    and subscriptions are provisioned again, messages are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+
+from service.catalog import load_catalog
+from service.local import procs
+from service.local.children import AppPlan, plan_apps, registered_commands
+from service.local.config import LocalConfig
+from service.local.emulators import EmulatorPorts, check_prerequisites, emulator_specs
+from service.local.endpoints import FILENAME, Endpoints, ProcessInfo, write_atomic
+from service.local.errors import StackBusy
+from service.local.provision import ProvisionStep, default_steps, provision
+
+LEDGER = "processes.json"
+
+
+class LocalCloud:
+    """One local stack. No I/O happens until ``start()``."""
+
+    def __init__(self, config: LocalConfig, steps: list[ProvisionStep] | None = None) -> None:
+        self.config = config
+        self._steps = steps
+        self._children: list[procs.Running] = []
+        self.endpoints: Endpoints | None = None
+        self.notes: tuple[str, ...] = ()
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> Endpoints:
+        """Start the emulators (and any front-ends/replicators), provision, write endpoints.json. Blocks."""
+        cfg = self.config
+        check_prerequisites(cfg)
+        catalog = load_catalog(cfg.catalog_path)
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale(cfg.state_dir, cfg.stop_timeout_s)
+        me = psutil.Process()
+        self._write_ledger()
+        try:
+            ports = EmulatorPorts.resolve(cfg)
+            self._launch(emulator_specs(cfg, ports))
+            base = Endpoints(
+                project=cfg.project,
+                pubsub_host=f"127.0.0.1:{ports.pubsub}",
+                gcs_url=f"http://127.0.0.1:{ports.gcs}",
+                bigquery_url=f"http://127.0.0.1:{ports.bigquery}",
+                bigquery_grpc=f"127.0.0.1:{ports.bigquery_grpc}",
+                bucket=cfg.bucket,
+                dataset=catalog.dataset,
+                catalog=str(cfg.catalog_path.resolve()),
+                state_dir=str(cfg.state_dir.resolve()),
+                launcher_pid=me.pid,
+                launcher_create_time=me.create_time(),
+            )
+            provision(base, catalog, self._steps if self._steps is not None else default_steps())
+            plan: AppPlan = plan_apps(cfg, base, registered_commands() if cfg.frontends or cfg.replicators else set())
+            self.notes = plan.notes
+            self._launch(list(plan.specs))
+            processes = tuple(ProcessInfo(**c.record()) for c in self._children)  # type: ignore[arg-type]
+            self.endpoints = Endpoints(
+                **{**base.__dict__, "ingest_targets": plan.ingest_targets, "processes": processes}
+            )
+            self.endpoints.write(cfg.state_dir)
+            return self.endpoints
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every child (newest first), then remove endpoints.json and the ledger. Idempotent."""
+        (self.config.state_dir / FILENAME).unlink(missing_ok=True)
+        children, self._children = self._children, []
+        procs.stop(list(reversed(children)), self.config.stop_timeout_s)
+        (self.config.state_dir / LEDGER).unlink(missing_ok=True)
+        self.endpoints = None
+
+    def __enter__(self) -> Endpoints:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # --- internals ---------------------------------------------------------------------------------------------
+    def _launch(self, specs: list[procs.ProcessSpec]) -> None:
+        started = []
+        for spec in specs:
+            child = procs.start(spec, self.config.logs_dir)
+            self._children.append(child)
+            started.append(child)
+            self._write_ledger()
+        procs.wait_ready(started, self.config.startup_timeout_s)
+
+    def _write_ledger(self) -> None:
+        me = psutil.Process()
+        ledger = {
+            "launcher": {"pid": me.pid, "create_time": me.create_time()},
+            "children": [c.record() for c in self._children],
+        }
+        write_atomic(self.config.state_dir / LEDGER, json.dumps(ledger, indent=2) + "\n")
+
+
+def clean_stale(state_dir: Path, grace_s: float) -> list[int]:
+    """Kill children left by a launcher that died without stopping them; remove its files.
+
+    Reads the ledger and endpoints.json. Only processes whose (pid, start time) still match the record are killed,
+    so a reused pid is never hit. Returns the pids killed.
+
+    Raises:
+        StackBusy: The recorded launcher is still alive (and is not this process).
+    """
+    records: list[dict[str, object]] = []
+    launcher: dict[str, object] = {}
+    for name in (LEDGER, FILENAME):
+        try:
+            data = json.loads((state_dir / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if name == LEDGER:
+            launcher = data.get("launcher") or {}
+            records.extend(data.get("children") or [])
+        else:
+            launcher = launcher or {"pid": data.get("launcher_pid"), "create_time": data.get("launcher_create_time")}
+            records.extend(data.get("processes") or [])
+    pid, created = launcher.get("pid"), launcher.get("create_time")
+    if (
+        isinstance(pid, int)
+        and isinstance(created, float)
+        and pid != os.getpid()
+        and procs.is_same_process(pid, created)
+    ):
+        raise StackBusy(f"a stack is already running in {state_dir} (launcher pid {pid}); stop it first")
+    leftovers = sorted(
+        {
+            int(r["pid"])  # type: ignore[call-overload]
+            for r in records
+            if isinstance(r.get("pid"), int) and procs.is_same_process(r["pid"], float(r["create_time"]))  # type: ignore[arg-type]
+        }
+    )
+    procs.kill_groups(leftovers, grace_s)
+    for name in (LEDGER, FILENAME):
+        (state_dir / name).unlink(missing_ok=True)
+    return leftovers
