@@ -22,6 +22,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import os
 from typing import Any
 
 import fastavro
@@ -133,12 +134,17 @@ def _json_row(row: Row, category: Category) -> Row:
     return out
 
 
-def encode_rows(rows: list[Row], category: Category) -> bytes:
-    """Serialize ``rows`` as one file in ``category.file_format``."""
+def encode_rows(rows: list[Row], category: Category, *, sync_marker: bytes | None = None) -> bytes:
+    """Serialize ``rows`` as one file in ``category.file_format``.
+
+    The output is a pure function of the arguments when ``sync_marker`` (16 bytes; Avro only) is given, which lets a
+    finalizer rewrite a file byte-for-byte after a crash. Without it Avro picks a random marker.
+    """
     buf = io.BytesIO()
     if category.file_format is FileFormat.AVRO:
         schema = fastavro.parse_schema(avro_schema(category))
-        fastavro.writer(buf, schema, rows, codec="deflate")
+        marker = sync_marker if sync_marker is not None else os.urandom(16)
+        fastavro.writer(buf, schema, rows, codec="deflate", sync_marker=marker)
         return buf.getvalue()
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz:
         for row in rows:

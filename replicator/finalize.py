@@ -1,0 +1,218 @@
+"""Finalization: merge a closed partition's staging objects into committed data files (steps F1-F6, docs/design.md).
+
+Contract of ``Finalizer.finalize_partition``:
+  * Commits zero or more generations until no staging object of the partition is pending, then makes sure
+    ``_SUCCESS`` exists. Returns the manifests this call committed.
+  * Safe to run concurrently from any number of processes and to kill at any point: the manifest, created only if
+    absent, is the single commit point; a loser of a race retries with what the winner did not consume.
+  * Raises ``StoreError`` (store unavailable), ``ManifestError`` (a corrupt manifest), ``ConflictingDataFile``,
+    ``PoisonEnvelope`` (a corrupt staging object): nothing is committed by the failing attempt; other partitions are
+    unaffected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from replicator import records
+from replicator.crash import CrashPoints
+from replicator.files import FileWriter
+from replicator.layout import Layout, Partition
+from replicator.manifest import DataFile, Manifest
+from replicator.metrics import Metrics
+from replicator.scan import PartitionState, read_partition, staged_partitions
+from replicator.store import ObjectStore
+from service import envelope as envelope_format
+from service.catalog import Catalog
+
+log = logging.getLogger(__name__)
+MAX_RACE_RETRIES = 20
+SUCCESS_FORMAT = "logpipe.success.v1"
+
+
+class CommitListener(Protocol):
+    """Told about each manifest this process commits (a latency hint; crash-safe consumers also scan the bucket)."""
+
+    def on_commit(self, manifest: Manifest, manifest_name: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeSettings:
+    """``target_file_bytes``: approximate size of one data file. ``writer``: who commits (host:pid), for manifests."""
+
+    target_file_bytes: int = 128 * 1024 * 1024
+    writer: str = "logpipe"
+    lateness: dt.timedelta = dt.timedelta(minutes=10)
+
+
+def generation_token(generation: int, sources: Iterable[str]) -> str:
+    """TOKEN of the data file names: a digest of the generation and the sorted input names."""
+    h = hashlib.sha256(f"g{generation}\n".encode())
+    for s in sorted(sources):
+        h.update(s.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Finalizer:
+    """Finalizes partitions of the catalog's categories in ``store``. No I/O until a method is called."""
+
+    store: ObjectStore
+    catalog: Catalog
+    metrics: Metrics
+    settings: FinalizeSettings = field(default_factory=FinalizeSettings)
+    layout: Layout = field(default_factory=Layout)
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    crash: CrashPoints = field(default_factory=CrashPoints)
+    listeners: list[CommitListener] = field(default_factory=list)
+    _complete: dict[Partition, frozenset[str]] = field(default_factory=dict)
+
+    def run_pass(self, categories: Iterable[str], closable: Callable[[Partition], bool]) -> list[Manifest]:
+        """One pass over ``categories``: finalize every closable partition that has pending staging objects.
+
+        A failing partition is logged and counted; the pass continues with the others.
+        """
+        committed: list[Manifest] = []
+        for category in categories:
+            for p, names in sorted(staged_partitions(self.store, category, self.layout).items()):
+                if not closable(p) or self._complete.get(p, frozenset()).issuperset(names):
+                    continue
+                try:
+                    committed += self.finalize_partition(p)
+                except Exception as exc:  # one bad partition must not stop the others
+                    self.metrics.finalize_errors.labels(type(exc).__name__).inc()
+                    log.error("finalize %s %s failed: %r", p.category, p.hour.isoformat(), exc)
+        return committed
+
+    def finalize_partition(self, p: Partition) -> list[Manifest]:
+        """Commit every pending staging object of ``p``, then ensure ``_SUCCESS``. See the module contract."""
+        committed: list[Manifest] = []
+        for _ in range(MAX_RACE_RETRIES):
+            state = read_partition(self.store, p, self.layout)
+            if not state.pending:
+                self._ensure_success(state)
+                if state.success or state.manifests:
+                    self._complete[p] = state.consumed
+                return committed
+            started = time.monotonic()
+            result = self._commit_generation(state)
+            if result is not None:
+                name, manifest = result
+                committed.append(manifest)
+                self.metrics.commit_seconds.observe(time.monotonic() - started)
+                self.metrics.commits.labels(p.category).inc()
+                self.crash.point("finalize.after_manifest")
+                for listener in self.listeners:
+                    listener.on_commit(manifest, name)
+        raise RuntimeError(f"{p}: lost {MAX_RACE_RETRIES} commit races in a row")
+
+    def _prior_event_ids(self, state: PartitionState) -> set[str]:
+        category = self.catalog.category(state.partition.category)
+        ids: set[str] = set()
+        for _, m in state.manifests:
+            for f in m.files:
+                ids.update(r["event_id"] for r in records.decode_rows(self.store.read(f.name), category))
+        return ids
+
+    def _commit_generation(self, state: PartitionState) -> tuple[str, Manifest] | None:
+        """Steps F3-F4 for one generation. Returns (name, manifest) if committed (by us), None if we lost a race."""
+        p = state.partition
+        category = self.catalog.category(p.category)
+        generation = state.generation + 1
+        sources = tuple(o.name for o in state.pending)
+        token = generation_token(generation, sources)
+        seen = self._prior_event_ids(state)
+        duplicates = 0
+        lo: int | None = None
+        hi: int | None = None
+
+        def on_file(f: DataFile, created: bool) -> None:
+            kind = self.metrics.objects_written if created else self.metrics.objects_existing
+            kind.labels("data").inc()
+            self.crash.point("finalize.after_data_file")
+
+        writer = FileWriter(
+            self.store,
+            category,
+            self.settings.target_file_bytes,
+            lambda i: self.layout.data_file(p, generation, token, i, category.file_format),
+            on_file,
+        )
+        for obj in state.pending:
+            env = envelope_format.decode(self.store.read(obj.name), dict(obj.metadata) or None)
+            for event in env.events:
+                if event.event_id in seen:
+                    duplicates += 1
+                    continue
+                seen.add(event.event_id)
+                row = records.event_to_row(event, category, env.envelope_id)
+                t = row["event_time"]
+                lo = t if lo is None else min(lo, t)
+                hi = t if hi is None else max(hi, t)
+                writer.add(row)
+        writer.flush()
+        files = tuple(writer.files)
+        manifest = Manifest(
+            category=p.category,
+            partition_hour=p.hour,
+            generation=generation,
+            token=token,
+            files=files,
+            total_events=sum(f.events for f in files),
+            min_event_time=None if lo is None else envelope_format.rfc3339(records.micros_to_datetime(lo)),
+            max_event_time=None if hi is None else envelope_format.rfc3339(records.micros_to_datetime(hi)),
+            sources=sources,
+            created=envelope_format.rfc3339(self.clock()),
+            writer=self.settings.writer,
+            duplicates_dropped=duplicates,
+        )
+        name = self.layout.manifest(p, generation)
+        res = self.store.create_if_absent(name, manifest.to_json(), None, "application/json")
+        if not res.created:
+            theirs = Manifest.from_json(self.store.read(name))
+            if theirs.token == token and theirs.sources == sources:
+                log.info("manifest %s was already committed by an earlier attempt of this writer", name)
+                return name, theirs
+            log.info("lost the commit race for %s to %s; retrying as the next generation", name, theirs.writer)
+            ours = set(manifest.file_names) - set(theirs.file_names)
+            for orphan in sorted(ours):
+                self.store.delete(orphan)
+            return None
+        self.metrics.objects_written.labels("manifest").inc()
+        if duplicates:
+            self.metrics.duplicates_dropped.labels(p.category).inc(duplicates)
+        log.info(
+            "committed %s: %d events in %d files, %d duplicates dropped",
+            name,
+            manifest.total_events,
+            len(files),
+            duplicates,
+        )
+        return name, manifest
+
+    def _ensure_success(self, state: PartitionState) -> None:
+        """Step F6: write ``_SUCCESS`` once generation 1 is committed."""
+        if state.success or not state.manifests:
+            return
+        first_name, first = state.manifests[0]
+        body = {
+            "format": SUCCESS_FORMAT,
+            "category": first.category,
+            "partition": first.partition_label,
+            "first_manifest": first_name,
+            "lateness_seconds": int(self.settings.lateness.total_seconds()),
+            "created": envelope_format.rfc3339(self.clock()),
+            "writer": self.settings.writer,
+        }
+        res = self.store.create_if_absent(
+            self.layout.success_marker(state.partition), (json.dumps(body) + "\n").encode(), None, "application/json"
+        )
+        if res.created:
+            self.metrics.objects_written.labels("success").inc()

@@ -1,0 +1,118 @@
+"""Discover partitions, manifests and staging objects from the bucket alone (no in-process state).
+
+Everything a loader or an operator needs survives any crash because it is derived from object listings:
+  * ``read_partition`` -> ``PartitionState``: manifests, staging objects, pending (= staging not consumed by any
+    manifest), ``_SUCCESS``.
+  * ``list_manifests`` -> every committed manifest (what BigQuery loading scans).
+  * ``list_open_staging`` -> staging objects not yet consumed by a manifest, per partition (the fresh path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from replicator.layout import Layout, Partition, manifest_generation, parse_partition_dir
+from replicator.manifest import Manifest
+from replicator.store import ObjectInfo, ObjectStore
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """A snapshot of one partition as the bucket shows it."""
+
+    partition: Partition
+    manifests: tuple[tuple[str, Manifest], ...]
+    staging: tuple[ObjectInfo, ...]
+    data_files: tuple[ObjectInfo, ...]
+    success: bool
+
+    @property
+    def consumed(self) -> frozenset[str]:
+        """Staging names consumed by some committed generation."""
+        return frozenset(s for _, m in self.manifests for s in m.sources)
+
+    @property
+    def pending(self) -> tuple[ObjectInfo, ...]:
+        """Staging objects no manifest consumed yet, in name order."""
+        consumed = self.consumed
+        return tuple(o for o in self.staging if o.name not in consumed)
+
+    @property
+    def generation(self) -> int:
+        """Highest committed generation (0 when none)."""
+        return max((m.generation for _, m in self.manifests), default=0)
+
+    @property
+    def state(self) -> str:
+        """``open`` (no manifest), ``committed`` (manifests, and pending staging or no _SUCCESS), or ``complete``."""
+        if not self.manifests:
+            return "open"
+        return "complete" if self.success and not self.pending else "committed"
+
+    @property
+    def committed_events(self) -> int:
+        return sum(m.total_events for _, m in self.manifests)
+
+
+def read_partition(store: ObjectStore, partition: Partition, layout: Layout | None = None) -> PartitionState:
+    """List and read what ``partition`` holds. Raises ``StoreError``/``ManifestError`` on failures."""
+    lay = layout or Layout()
+    manifests: list[tuple[str, Manifest]] = []
+    data_files: list[ObjectInfo] = []
+    success = False
+    for info in store.list(lay.partition_dir(partition)):
+        if manifest_generation(info.name) is not None:
+            manifests.append((info.name, Manifest.from_json(store.read(info.name))))
+        elif info.name == lay.success_marker(partition):
+            success = True
+        elif "/part-g" in info.name:
+            data_files.append(info)
+    staging = tuple(store.list(lay.staging_dir(partition)))
+    manifests.sort(key=lambda nm: nm[1].generation)
+    return PartitionState(partition, tuple(manifests), staging, tuple(data_files), success)
+
+
+def staged_partitions(store: ObjectStore, category: str, layout: Layout | None = None) -> dict[Partition, list[str]]:
+    """Partition -> staging object names, for every partition of ``category`` with staging objects."""
+    lay = layout or Layout()
+    out: dict[Partition, list[str]] = {}
+    for info in store.list(f"{lay.staging_prefix}/{category}/"):
+        p = parse_partition_dir(info.name, lay.staging_prefix)
+        if p is not None:
+            out.setdefault(p, []).append(info.name)
+    return out
+
+
+def committed_partitions(store: ObjectStore, category: str, layout: Layout | None = None) -> set[Partition]:
+    """Partitions of ``category`` with at least one object under ``logs/``."""
+    lay = layout or Layout()
+    found = set()
+    for info in store.list(f"{lay.logs_prefix}/{category}/"):
+        p = parse_partition_dir(info.name, lay.logs_prefix)
+        if p is not None:
+            found.add(p)
+    return found
+
+
+def list_manifests(
+    store: ObjectStore, categories: Iterable[str], layout: Layout | None = None
+) -> Iterator[tuple[str, Manifest]]:
+    """Every committed manifest of ``categories``, as (object name, Manifest), by category, partition, generation."""
+    lay = layout or Layout()
+    for category in categories:
+        names = [i.name for i in store.list(f"{lay.logs_prefix}/{category}/") if manifest_generation(i.name)]
+        for name in sorted(names):
+            yield name, Manifest.from_json(store.read(name))
+
+
+def list_open_staging(
+    store: ObjectStore, category: str, layout: Layout | None = None
+) -> dict[Partition, tuple[ObjectInfo, ...]]:
+    """Staging objects of ``category`` no manifest consumed yet, per partition (partitions with none omitted)."""
+    out: dict[Partition, tuple[ObjectInfo, ...]] = {}
+    for p in sorted(staged_partitions(store, category, layout)):
+        pending = read_partition(store, p, layout).pending
+        if pending:
+            out[p] = pending
+    return out
