@@ -1,0 +1,213 @@
+"""Fresh path: make landed-but-uncommitted events queryable within a cycle, through the tier's ``_fresh_<tier>``.
+
+One pass (``FreshLoader.run``), in numbered steps; every step is keyed by the batch id, so a crash after any step is
+finished by the next pass (of this worker or another):
+  F1. Batch records (``bq/fresh/<tier>/<batch_id>.json``) without a ``.loaded`` marker are resumed first.
+  F2. List the staging objects of the horizon; candidates are those no manifest has consumed and no batch holds.
+      They are cut into batches (bounded objects and bytes: G4) whose id hashes the sorted names.
+  F3. Write the batch record (create-if-absent; it fixes which staging objects go to which Avro file), then each
+      Avro file not yet there (create-if-absent), then load them all with ONE job into the tier table (job id from
+      the batch id), then write the ``.loaded`` marker.
+  F4. Delete the objects of batches whose staging objects are all committed and loaded (their rows were deleted
+      from the fresh table by the committed path).
+Two workers may batch overlapping objects (different ids): the fresh table then holds an event twice, and the view's
+QUALIFY shows it once. Correctness never depends on the batching; only cost does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from replicator.bigquery import fresh_rows, names
+from replicator.bigquery.committed import Target, days_between
+from replicator.bigquery.errors import LoadFailed, LoadPending
+from replicator.bigquery.jobs import LoadRunner, LoadSpec
+from replicator.bigquery.metrics import LoaderMetrics
+from replicator.crash import NEVER, CrashPoints
+from replicator.errors import ObjectNotFound
+from replicator.layout import Layout
+from replicator.store import ObjectInfo, ObjectStore
+from service import envelope as envelope_format
+from service.catalog import Category
+
+log = logging.getLogger(__name__)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """Bounds of one fresh batch (G4): objects, staging bytes per batch, and staging bytes per Avro file (each file
+    must stay under the single-request upload limit of the object store)."""
+
+    max_objects: int = 5_000
+    max_bytes: int = 512 * 1024 * 1024
+    max_file_bytes: int = 24 * 1024 * 1024
+
+
+class FreshLoader:
+    """The fresh path of one tier. One pass at a time per instance. No I/O in the constructor."""
+
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        runner: LoadRunner,
+        metrics: LoaderMetrics,
+        target: Target,
+        tier: str,
+        categories: tuple[Category, ...],
+        horizon: dt.timedelta,
+        clock: Callable[[], dt.datetime],
+        limits: BatchLimits | None = None,
+        layout: Layout | None = None,
+        crash: CrashPoints = NEVER,
+    ) -> None:
+        self._store, self._runner, self._metrics, self._target = store, runner, metrics, target
+        self._tier, self._by_name = tier, {c.name: c for c in categories}
+        self._horizon, self._clock = horizon, clock
+        self._limits = limits or BatchLimits()
+        self._layout = layout or Layout()
+        self._crash = crash
+        self._started = False
+        self._batches: dict[str, tuple[tuple[str, ...], ...]] = {}  # batch id -> sources per file, every known batch
+        self._loaded: set[str] = set()
+        self._failed: set[str] = set()
+
+    def _recover(self) -> None:
+        for info in self._store.list(names.fresh_dir(self._tier)):
+            stem = info.name.rsplit("/", 1)[-1]
+            if stem.endswith(".json"):
+                try:
+                    files = json.loads(self._store.read(info.name))["files"]
+                    self._batches[stem[:-5]] = tuple(tuple(f) for f in files)
+                except ObjectNotFound:
+                    continue
+            elif stem.endswith(".loaded"):
+                self._loaded.add(stem[: -len(".loaded")])
+        self._started = True
+
+    def run(self, committed_sources: frozenset[str], done_sources: frozenset[str]) -> int:
+        """One pass (F1-F4). Returns the number of events loaded. Raises only on object-store errors."""
+        if not self._started:
+            self._recover()
+        events = 0
+        for bid, groups in list(self._batches.items()):  # F1
+            if bid not in self._loaded and bid not in self._failed:
+                events += self._load_batch(bid, groups)
+        batched = {s for groups in self._batches.values() for g in groups for s in g}
+        candidates = [o for o in self._list_staging() if o.name not in batched and o.name not in committed_sources]
+        for groups in self._cut(candidates):  # F2, F3
+            bid = names.batch_id(s for g in groups for s in g)
+            record = json.dumps({"tier": self._tier, "files": [list(g) for g in groups]}).encode()
+            self._store.create_if_absent(names.fresh_record(self._tier, bid), record, content_type="application/json")
+            self._batches[bid] = groups
+            events += self._load_batch(bid, groups)
+        self._cleanup(done_sources)
+        return events
+
+    def _list_staging(self) -> list[ObjectInfo]:
+        now = self._clock()
+        out: list[ObjectInfo] = []
+        for name in self._by_name:
+            for day in days_between(now - self._horizon, now + dt.timedelta(hours=1)):
+                out.extend(self._store.list(f"{self._layout.staging_prefix}/{name}/{day:%Y/%m/%d}/"))
+        return out
+
+    def _cut(self, objects: list[ObjectInfo]) -> list[tuple[tuple[str, ...], ...]]:
+        """Batches of file groups, in name order, within ``BatchLimits``."""
+        lim = self._limits
+        batches: list[list[list[str]]] = []
+        batch_size = file_size = count = 0
+        for o in sorted(objects, key=lambda o: o.name):
+            if not batches or count >= lim.max_objects or batch_size + o.size > lim.max_bytes:
+                batches.append([[]])
+                batch_size = file_size = count = 0
+            elif file_size + o.size > lim.max_file_bytes:
+                batches[-1].append([])
+                file_size = 0
+            batches[-1][-1].append(o.name)
+            batch_size, file_size, count = batch_size + o.size, file_size + o.size, count + 1
+        return [tuple(tuple(g) for g in b) for b in batches]
+
+    def _load_batch(self, bid: str, groups: tuple[tuple[str, ...], ...]) -> int:
+        uris, ingest_us, landed = self._write_files(bid, groups)
+        self._crash.point("bq.fresh.after_files")
+        if uris:
+            spec = LoadSpec(
+                kind="fresh",
+                job_base=names.fresh_job_base(self._target.job_prefix, self._target.dataset, self._tier, bid),
+                uris=tuple(uris),
+                table=self._target.table(names.fresh_table(self._tier)),
+                source_format="AVRO",
+            )
+            try:
+                self._runner.load(spec)
+            except LoadPending as exc:
+                log.warning("fresh load pending: %s", exc)
+                return 0
+            except LoadFailed:
+                self._failed.add(bid)
+                return 0
+        self._crash.point("bq.fresh.after_load")
+        self._store.create_if_absent(names.fresh_marker(self._tier, bid), b"", content_type="text/plain")
+        self._loaded.add(bid)
+        now = self._clock()
+        now_us = (now - _EPOCH) / dt.timedelta(microseconds=1)
+        lat = [max(0.0, (now_us - us) / 1e6) for us in ingest_us]
+        self._metrics.ingest_to_queryable.extend(lat)
+        for v in lat:
+            self._metrics.fresh_latency.labels("ingest").observe(v)
+        landed_lat = [max(0.0, (now - t).total_seconds()) for t in landed]
+        self._metrics.landed_to_queryable.extend(landed_lat)
+        for v in landed_lat:
+            self._metrics.fresh_latency.labels("landed").observe(v)
+        return len(ingest_us)
+
+    def _write_files(
+        self, bid: str, groups: tuple[tuple[str, ...], ...]
+    ) -> tuple[list[str], list[int], list[dt.datetime]]:
+        """Write the Avro file of each group that is not there yet. A staging object that is gone was consumed by a
+        commit (the committed table has its events) and is skipped. Returns the URIs to load, and the ingest times
+        and landing times of the rows written here (for the latency metrics)."""
+        uris: list[str] = []
+        ingest_us: list[int] = []
+        landed: list[dt.datetime] = []
+        for index, group in enumerate(groups):
+            name = names.fresh_data(self._tier, bid, index)
+            if self._store.stat(name) is not None:
+                uris.append(f"gs://{self._target.bucket}/{name}")
+                continue
+            rows: list[dict[str, object]] = []
+            for src in group:
+                info = self._store.stat(src)
+                try:
+                    data = self._store.read(src) if info is not None else None
+                except ObjectNotFound:
+                    data = None
+                if info is None or data is None:
+                    continue
+                try:
+                    env = envelope_format.decode(data, dict(info.metadata))
+                except envelope_format.PoisonEnvelope as exc:  # landing validated it; never block the tier on one
+                    log.error("skipping undecodable staging object %s: %s", src, exc)
+                    continue
+                for row in fresh_rows.fresh_rows(env, self._by_name[env.category], src):
+                    rows.append(row)
+                    ingest_us.append(int(row["ingest_time"] or row["event_time"]))
+                landed.append(info.updated)
+            if rows:
+                self._store.create_if_absent(name, fresh_rows.encode(rows), content_type="avro/binary")
+                uris.append(f"gs://{self._target.bucket}/{name}")
+        return uris, ingest_us, landed
+
+    def _cleanup(self, done_sources: frozenset[str]) -> None:
+        for bid, groups in list(self._batches.items()):
+            if bid in self._loaded and all(s in done_sources for g in groups for s in g):
+                for info in self._store.list(f"{names.fresh_dir(self._tier)}{bid}"):
+                    self._store.delete(info.name)
+                del self._batches[bid]
+                self._loaded.discard(bid)

@@ -1,0 +1,185 @@
+"""The loader loop: every ``interval_seconds``, per tier, the committed pass then the fresh pass.
+
+Entry point: ``run_loader(config, stop_event)``; ``logpipe load`` runs it in the foreground, ``logpipe replicate``
+may run it in a thread. Any number of loaders may run at once (one per replicator worker): correctness comes from
+deterministic job ids and create-if-absent bookkeeping, never from being the only one.
+
+Crash safety: the loader keeps nothing in memory that the bucket and BigQuery's job list cannot rebuild; a SIGKILL at
+any point is repaired by the next pass of any loader (see committed.py and fresh.py for the steps).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from replicator.bigquery.committed import CommittedLoader, Target
+from replicator.bigquery.fresh import BatchLimits, FreshLoader
+from replicator.bigquery.jobs import LoadRunner
+from replicator.bigquery.metrics import LoaderMetrics
+from replicator.bigquery.tables import ensure_tables
+from replicator.bigquery.views import DEFAULT_HORIZON_HOURS
+from replicator.crash import NEVER, CrashPoints
+from replicator.store import ObjectStore
+from service.catalog import Catalog, load_catalog
+
+log = logging.getLogger(__name__)
+CRASH_STEPS = frozenset(
+    {"bq.commit.after_load", "bq.commit.after_delete", "bq.fresh.after_files", "bq.fresh.after_load"}
+)
+
+
+class LoaderConfig(BaseModel):
+    """Everything the loader needs, read once at the entry point. Defaults give the documented behaviour.
+
+    Attributes:
+        project: GCP project of the BigQuery jobs (and the emulators).
+        bucket: The landing bucket.
+        bigquery_url / gcs_url: Emulator endpoints; None means the real services.
+        catalog_path: The catalog; None means the default one.
+        dataset: Overrides the catalog's dataset.
+        tiers: The tiers to load; empty means all.
+        interval_seconds: Time between the starts of two passes (fresh data is queryable within about
+            ``interval_seconds`` + load time of being landed). Keep >= 60 in production: one fresh load job per tier
+            and pass must stay under BigQuery's 1,500 load jobs per table and day (docs/design.md).
+        horizon_hours: Fresh rows older than this are not shown by the views (committed rows always are).
+        lookback_hours: How far back the committed pass looks for manifests not yet loaded.
+        max_attempts: Failed load jobs per load before it is given up and recorded.
+        job_prefix: First part of every job id; change it to load a dataset again from scratch.
+        crash_at: ``<step>[:<nth>]`` crash injection for fault tests (steps in ``CRASH_STEPS``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project: str
+    bucket: str
+    bigquery_url: str | None = None
+    gcs_url: str | None = None
+    catalog_path: str | None = None
+    dataset: str | None = None
+    tiers: tuple[str, ...] = ()
+    interval_seconds: float = Field(default=60.0, gt=0)
+    horizon_hours: int = Field(default=DEFAULT_HORIZON_HOURS, ge=1)
+    lookback_hours: int = Field(default=72, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
+    job_wait_seconds: float = Field(default=300.0, gt=0)
+    job_prefix: str = Field(default="logpipe", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    max_batch_objects: int = Field(default=5_000, ge=1)
+    max_batch_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_file_bytes: int = Field(default=24 * 1024 * 1024, ge=1)
+    crash_at: str | None = None
+
+    def crash_points(self) -> CrashPoints:
+        if not self.crash_at:
+            return NEVER
+        step, _, nth = self.crash_at.partition(":")
+        if step not in CRASH_STEPS:
+            raise ValueError(f"unknown crash step {step!r}; known: {sorted(CRASH_STEPS)}")
+        return CrashPoints(step, int(nth) if nth else 1)
+
+
+class Loader:
+    """Both passes for the configured tiers. Build with injected clients; ``run_once`` does one pass of each."""
+
+    def __init__(
+        self,
+        config: LoaderConfig,
+        catalog: Catalog,
+        bq_client: Any,
+        store: ObjectStore,
+        metrics: LoaderMetrics | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.metrics = metrics or LoaderMetrics()
+        target = Target(config.project, config.dataset or catalog.dataset, config.bucket, config.job_prefix)
+        runner = LoadRunner(
+            bq_client, store, self.metrics, max_attempts=config.max_attempts, wait_seconds=config.job_wait_seconds
+        )
+        crash = config.crash_points()
+        limits = BatchLimits(config.max_batch_objects, config.max_batch_bytes, config.max_file_bytes)
+        tiers = config.tiers or tuple(t.name for t in catalog.tiers)
+        self._passes: list[tuple[CommittedLoader, FreshLoader]] = []
+        for tier in tiers:
+            cats = catalog.categories_in(tier)
+            if not cats:
+                continue
+            common: dict[str, Any] = dict(
+                store=store, runner=runner, metrics=self.metrics, target=target, tier=tier, categories=cats,
+                clock=clock, crash=crash,
+            )  # fmt: skip
+            committed = CommittedLoader(client=bq_client, lookback=dt.timedelta(hours=config.lookback_hours), **common)
+            fresh = FreshLoader(horizon=dt.timedelta(hours=config.horizon_hours), limits=limits, **common)
+            self._passes.append((committed, fresh))
+
+    def run_once(self) -> tuple[int, int]:
+        """One committed pass and one fresh pass per tier. Returns (manifests loaded, fresh events loaded).
+
+        Raises object-store errors (``replicator.errors.StoreError``); BigQuery trouble only delays (logged)."""
+        manifests = events = 0
+        for committed, fresh in self._passes:
+            manifests += committed.run()
+            events += fresh.run(committed.committed_sources, committed.done_sources)
+        return manifests, events
+
+
+def build_clients(config: LoaderConfig) -> tuple[Any, ObjectStore]:
+    """The BigQuery client and the landing bucket's store, from the config (emulator URLs when set)."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery, storage
+
+    from replicator.store_gcs import GcsStore
+
+    if config.bigquery_url:
+        bq = bigquery.Client(
+            project=config.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=config.bigquery_url),
+        )
+    else:
+        bq = bigquery.Client(project=config.project)
+    if config.gcs_url:
+        gcs = storage.Client(
+            project=config.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=config.gcs_url),
+        )
+    else:
+        gcs = storage.Client(project=config.project)
+    return bq, GcsStore(gcs, config.bucket)
+
+
+def run_loader(
+    config: LoaderConfig,
+    stop_event: threading.Event,
+    *,
+    metrics: LoaderMetrics | None = None,
+    clients: tuple[Any, ObjectStore] | None = None,
+) -> None:
+    """Ensure the tables, then run passes every ``interval_seconds`` until ``stop_event`` is set.
+
+    Blocks. Raises ``SchemaIncompatible`` at start when the catalog cannot be applied, and ``CatalogError`` for a bad
+    catalog. Errors inside a pass are logged and the pass is retried at the next interval (bounded per pass by the
+    store's and the runner's deadlines), so a BigQuery or GCS outage delays loading but never stops the loop.
+    """
+    catalog = load_catalog(config.catalog_path)
+    bq, store = clients or build_clients(config)
+    ensure_tables(bq, catalog, dataset=config.dataset, horizon_hours=config.horizon_hours)
+    loader = Loader(config, catalog, bq, store, metrics)
+    while not stop_event.is_set():
+        started = time.monotonic()
+        try:
+            manifests, events = loader.run_once()
+            if manifests or events:
+                log.info("pass: %d manifest(s) committed, %d fresh event(s) loaded", manifests, events)
+        except Exception:
+            log.exception("loader pass failed; retrying at the next interval")
+        stop_event.wait(max(0.0, config.interval_seconds - (time.monotonic() - started)))
