@@ -1,9 +1,261 @@
-"""Sub-commands of ``logpipe`` for this area; ``register`` adds them to the root app."""
+"""Sub-commands of ``logpipe`` for the replicator: ``replicate``, ``finalize``, ``partitions``.
+
+The CLI/environment contract is documented in docs/design.md ("CLI and environment contract"). Heavy imports stay
+inside the command functions so ``logpipe --help`` is fast.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Annotated, Any
+
 import typer
+
+_log = logging.getLogger("replicator")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOGPIPE_LOG_LEVEL", "INFO"),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _config(flags: dict[str, Any]) -> Any:
+    from replicator.config import ReplicatorConfig
+    from replicator.errors import ConfigError
+
+    try:
+        return ReplicatorConfig.from_sources(flags, os.environ)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _catalog(path: str | None) -> Any:
+    from service.catalog import CatalogError, load_catalog
+
+    try:
+        return load_catalog(path)
+    except CatalogError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def replicate(
+    tier: Annotated[
+        list[str] | None, typer.Option("--tier", help="Tier to replicate (repeatable); default: every tier.")
+    ] = None,
+    bucket: Annotated[str | None, typer.Option(help="Landing bucket (env LOGPIPE_BUCKET).")] = None,
+    catalog: Annotated[str | None, typer.Option(help="Catalog YAML (env LOGPIPE_CATALOG).")] = None,
+    project: Annotated[str | None, typer.Option(help="Project (env GOOGLE_CLOUD_PROJECT).")] = None,
+    lateness_seconds: Annotated[
+        float | None, typer.Option(help="Allowed lateness before a partition closes (default 600).")
+    ] = None,
+    finalize_interval: Annotated[
+        float | None, typer.Option(help="Seconds between finalizer passes (default 30).")
+    ] = None,
+    finalize: Annotated[
+        bool, typer.Option("--finalize/--no-finalize", help="Run the finalizer loop in this worker.")
+    ] = True,
+    max_messages: Annotated[int | None, typer.Option(help="Flow control: messages held at once (default 64).")] = None,
+    max_bytes: Annotated[
+        int | None, typer.Option(help="Flow control: bytes held at once (default 256 MiB, >= 10 MiB).")
+    ] = None,
+    max_lease_seconds: Annotated[
+        float | None, typer.Option(help="Longest lease extension of one message (default 600).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Landing threads per tier (default 8).")] = None,
+    target_file_bytes: Annotated[
+        int | None, typer.Option(help="Approximate size of a finalized data file (default 128 MiB).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT (0 = off).")
+    ] = None,
+    drain_timeout: Annotated[
+        float | None, typer.Option(help="Seconds to finish in-flight work on SIGTERM (default 20).")
+    ] = None,
+    gcs_deadline: Annotated[
+        float | None, typer.Option(help="Total seconds to retry one transient GCS failure (default 60).")
+    ] = None,
+) -> None:
+    """Land envelopes from Pub/Sub into GCS staging, exactly once, and finalize closed partitions."""
+    _setup_logging()
+    flags = {
+        "tiers": tuple(tier or ()) or None,
+        "bucket": bucket,
+        "catalog_path": catalog,
+        "project": project,
+        "lateness_seconds": lateness_seconds,
+        "finalize_interval": finalize_interval,
+        "finalize": finalize,
+        "max_messages": max_messages,
+        "max_bytes": max_bytes,
+        "max_lease_seconds": max_lease_seconds,
+        "threads": threads,
+        "target_file_bytes": target_file_bytes,
+        "metrics_port": metrics_port,
+        "drain_timeout": drain_timeout,
+        "gcs_deadline": gcs_deadline,
+    }
+    cfg = _config(flags)
+    cat = _catalog(cfg.catalog_path)
+    tiers = cfg.tiers or tuple(t.name for t in cat.tiers)
+    unknown = [t for t in tiers if t not in {x.name for x in cat.tiers}]
+    if unknown:
+        typer.echo(f"unknown tiers {unknown}", err=True)
+        raise typer.Exit(2)
+
+    from replicator import clients
+    from replicator.crash import CrashPoints
+    from replicator.metrics import Metrics
+    from replicator.worker import Worker
+
+    metrics = Metrics()
+    metrics.serve(cfg.metrics_port)
+    worker = Worker(
+        catalog=cat,
+        tiers=tiers,
+        project=cfg.project,
+        store=clients.object_store(cfg, on_retry=lambda op: metrics.retries.labels(op).inc()),
+        subscriber=clients.subscriber(cfg),
+        publisher=clients.publisher(cfg),
+        metrics=metrics,
+        settings=cfg,
+        crash=CrashPoints.parse(cfg.crash_at),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.request_stop())
+    worker.start()
+    try:
+        worker.wait()
+    finally:
+        worker.stop()
+
+
+def _parse_before(before: str) -> dt.datetime:
+    if before == "now":
+        return dt.datetime.now(dt.UTC)
+    t = dt.datetime.fromisoformat(before.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def finalize(
+    before: Annotated[
+        str | None, typer.Option(help="Close every partition ending at or before this RFC 3339 time (or 'now').")
+    ] = None,
+    category: Annotated[
+        list[str] | None, typer.Option("--category", help="Category (repeatable); default: all.")
+    ] = None,
+    lateness_seconds: Annotated[
+        float | None, typer.Option(help="Without --before: close partitions older than now - lateness.")
+    ] = None,
+    target_file_bytes: Annotated[
+        int | None, typer.Option(help="Approximate size of a data file (default 128 MiB).")
+    ] = None,
+    bucket: Annotated[str | None, typer.Option(help="Landing bucket (env LOGPIPE_BUCKET).")] = None,
+    catalog: Annotated[str | None, typer.Option(help="Catalog YAML (env LOGPIPE_CATALOG).")] = None,
+) -> None:
+    """Run one finalization pass and exit; prints one line per committed manifest."""
+    _setup_logging()
+    flags = {
+        "bucket": bucket,
+        "catalog_path": catalog,
+        "lateness_seconds": lateness_seconds,
+        "target_file_bytes": target_file_bytes,
+        "project": os.environ.get("GOOGLE_CLOUD_PROJECT") or "local",
+    }
+    cfg = _config(flags)
+    cat = _catalog(cfg.catalog_path)
+    from replicator import clients
+    from replicator.crash import CrashPoints
+    from replicator.finalize import Finalizer, FinalizeSettings
+    from replicator.layout import Partition
+    from replicator.metrics import Metrics
+
+    cutoff = _parse_before(before) if before else None
+    now = dt.datetime.now(dt.UTC)
+
+    def closable(p: Partition) -> bool:
+        return p.end <= cutoff if cutoff is not None else now >= p.end + cfg.lateness
+
+    fin = Finalizer(
+        clients.object_store(cfg),
+        cat,
+        Metrics(),
+        FinalizeSettings(cfg.target_file_bytes, cfg.writer, cfg.lateness),
+        crash=CrashPoints.parse(cfg.crash_at),
+    )
+    cats = tuple(category or ()) or tuple(c.name for c in cat.categories)
+    for m in fin.run_pass(cats, closable):
+        typer.echo(
+            f"committed {m.category} {m.partition_label} g{m.generation:04d} events={m.total_events} "
+            f"files={len(m.files)} duplicates={m.duplicates_dropped}"
+        )
+    if fin.failures:
+        raise typer.Exit(1)
+
+
+def partitions(
+    category: Annotated[
+        list[str] | None, typer.Option("--category", help="Category (repeatable); default: all.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+    bucket: Annotated[str | None, typer.Option(help="Landing bucket (env LOGPIPE_BUCKET).")] = None,
+    catalog: Annotated[str | None, typer.Option(help="Catalog YAML (env LOGPIPE_CATALOG).")] = None,
+) -> None:
+    """List partitions with their state (open / committed / complete), events, files and manifests."""
+    cfg = _config(
+        {"bucket": bucket, "catalog_path": catalog, "project": os.environ.get("GOOGLE_CLOUD_PROJECT") or "local"}
+    )
+    cat = _catalog(cfg.catalog_path)
+    from replicator import clients
+    from replicator.scan import committed_partitions, read_partition, staged_partitions
+
+    store = clients.object_store(cfg)
+    rows = []
+    for name in tuple(category or ()) or tuple(c.name for c in cat.categories):
+        parts = set(staged_partitions(store, name)) | committed_partitions(store, name)
+        for p in sorted(parts):
+            s = read_partition(store, p)
+            rows.append(
+                {
+                    "category": p.category,
+                    "partition": p.hour.strftime("%Y-%m-%dT%H"),
+                    "state": s.state,
+                    "generations": s.generation,
+                    "committed_events": s.committed_events,
+                    "files": sum(len(m.files) for _, m in s.manifests),
+                    "pending_staging": len(s.pending),
+                    "staging": len(s.staging),
+                    "manifests": [n for n, _ in s.manifests],
+                    "success": s.success,
+                }
+            )
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="partitions")
+    cols = ("category", "partition", "state", "generations", "committed_events", "files", "pending_staging")
+    for col in cols:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in cols))
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    app.command("replicate")(replicate)
+    app.command("finalize")(finalize)
+    app.command("partitions")(partitions)

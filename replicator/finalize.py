@@ -72,6 +72,7 @@ class Finalizer:
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     crash: CrashPoints = field(default_factory=CrashPoints)
     listeners: list[CommitListener] = field(default_factory=list)
+    failures: int = 0
     _complete: dict[Partition, frozenset[str]] = field(default_factory=dict)
 
     def run_pass(self, categories: Iterable[str], closable: Callable[[Partition], bool]) -> list[Manifest]:
@@ -87,6 +88,7 @@ class Finalizer:
                 try:
                     committed += self.finalize_partition(p)
                 except Exception as exc:  # one bad partition must not stop the others
+                    self.failures += 1
                     self.metrics.finalize_errors.labels(type(exc).__name__).inc()
                     log.error("finalize %s %s failed: %r", p.category, p.hour.isoformat(), exc)
         return committed

@@ -1,0 +1,70 @@
+"""Build the Google clients from ``ReplicatorConfig`` (entry points only; everything else gets them injected).
+
+With an emulator host configured, Pub/Sub gets an insecure gRPC channel with a 64 MiB receive limit (the default
+4 MiB refuses pull responses carrying several 1 MiB envelopes), and GCS gets anonymous credentials and the emulator
+endpoint. Without emulators, the clients use Application Default Credentials.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from replicator.config import ReplicatorConfig
+from replicator.retry import RetryPolicy
+from replicator.store_gcs import GcsStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from google.cloud import pubsub_v1, storage
+
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+def storage_client(cfg: ReplicatorConfig) -> storage.Client:
+    from google.cloud import storage
+
+    if cfg.storage_emulator_host:
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(
+            project=cfg.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=cfg.storage_emulator_host),
+        )
+    return storage.Client(project=cfg.project)
+
+
+def object_store(cfg: ReplicatorConfig, on_retry: Callable[[str], None] | None = None) -> GcsStore:
+    """The ``ObjectStore`` of the landing bucket, retrying transient errors for up to ``cfg.gcs_deadline`` seconds."""
+    return GcsStore(storage_client(cfg), cfg.bucket, RetryPolicy(deadline=cfg.gcs_deadline), on_retry)
+
+
+def _channel(host: str) -> Any:
+    import grpc
+
+    return grpc.insecure_channel(host, options=GRPC_OPTIONS)
+
+
+def subscriber(cfg: ReplicatorConfig) -> pubsub_v1.SubscriberClient:
+    from google.cloud import pubsub_v1
+
+    if cfg.pubsub_emulator_host:
+        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+        return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=_channel(cfg.pubsub_emulator_host)))
+    return pubsub_v1.SubscriberClient()
+
+
+def publisher(cfg: ReplicatorConfig) -> pubsub_v1.PublisherClient:
+    from google.cloud import pubsub_v1
+
+    if cfg.pubsub_emulator_host:
+        from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+        return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=_channel(cfg.pubsub_emulator_host)))
+    return pubsub_v1.PublisherClient()

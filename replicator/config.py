@@ -1,0 +1,73 @@
+"""``ReplicatorConfig``: everything a replicator process needs, read ONCE at the entry point from flags + environment.
+
+Environment (flags win): GOOGLE_CLOUD_PROJECT, PUBSUB_EMULATOR_HOST, STORAGE_EMULATOR_HOST, LOGPIPE_BUCKET,
+LOGPIPE_CATALOG, LOGPIPE_CRASH_AT (fault tests only). See docs/design.md, "CLI and environment contract".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from replicator.crash import CrashPoints
+from replicator.errors import ConfigError
+
+MAX_PUBSUB_MESSAGE = 10 * 1024 * 1024
+
+
+class ReplicatorConfig(BaseModel):
+    """Frozen configuration of ``logpipe replicate`` / ``finalize`` / ``partitions``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project: str = Field(min_length=1)
+    bucket: str = Field(min_length=3)
+    catalog_path: str | None = None
+    tiers: tuple[str, ...] = ()
+    pubsub_emulator_host: str | None = None
+    storage_emulator_host: str | None = None
+    lateness_seconds: float = Field(default=600.0, ge=0)
+    finalize_interval: float = Field(default=30.0, gt=0)
+    finalize: bool = True
+    max_messages: int = Field(default=64, ge=1)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=MAX_PUBSUB_MESSAGE)
+    max_lease_seconds: float = Field(default=600.0, ge=10)
+    threads: int = Field(default=8, ge=1, le=256)
+    target_file_bytes: int = Field(default=128 * 1024 * 1024, ge=1024)
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    drain_timeout: float = Field(default=20.0, ge=0)
+    gcs_deadline: float = Field(default=60.0, gt=0)
+    dead_letter_timeout: float = Field(default=30.0, gt=0)
+    crash_at: str | None = None
+    writer: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @model_validator(mode="after")
+    def _check(self) -> ReplicatorConfig:
+        CrashPoints.parse(self.crash_at)  # raises ValueError for an unknown step
+        return self
+
+    @property
+    def lateness(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.lateness_seconds)
+
+    @staticmethod
+    def from_sources(flags: Mapping[str, Any], env: Mapping[str, str]) -> ReplicatorConfig:
+        """Build from CLI flags (None = not given) and an environment mapping. Raises ``ConfigError``."""
+        values: dict[str, Any] = {
+            "project": env.get("GOOGLE_CLOUD_PROJECT", ""),
+            "bucket": env.get("LOGPIPE_BUCKET", ""),
+            "catalog_path": env.get("LOGPIPE_CATALOG") or None,
+            "pubsub_emulator_host": env.get("PUBSUB_EMULATOR_HOST") or None,
+            "storage_emulator_host": env.get("STORAGE_EMULATOR_HOST") or None,
+            "crash_at": env.get("LOGPIPE_CRASH_AT") or None,
+        }
+        values.update({k: v for k, v in flags.items() if v is not None})
+        try:
+            return ReplicatorConfig(**values)
+        except (ValidationError, ValueError) as exc:
+            raise ConfigError(f"invalid replicator configuration: {exc}") from None

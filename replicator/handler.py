@@ -1,0 +1,136 @@
+"""``MessageHandler``: the streaming-pull callback. The one place that acks (habit: ack last, after every effect).
+
+Per message (steps L1-L4 of docs/design.md):
+  * landed                         -> ack (``ack_with_response`` when exactly-once delivery is on)
+  * poison (``PoisonEnvelope``)    -> publish to the dead-letter topic with ``reason``/``detail``/``original_*``
+                                      attributes, wait for it, then ack; if that publish fails -> nack
+  * ``StoreError`` or anything else -> count, log, nack (never ack as if landed; never raise into the subscriber)
+It also tracks the messages it holds, for the watermark and the oldest-unacked-age gauge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from replicator.crash import NEVER, CrashPoints
+from replicator.errors import StoreError
+from replicator.landing import Lander
+from replicator.metrics import Metrics
+from service.envelope import PoisonEnvelope
+
+log = logging.getLogger(__name__)
+_MAX_ATTR_VALUE = 1024
+
+
+class DeadLetterSink(Protocol):
+    """Publishes a poison message to the dead-letter topic. Blocks until the publish is confirmed; raises if not."""
+
+    def publish(self, data: bytes, attributes: Mapping[str, str]) -> None: ...
+
+
+class PubsubDeadLetter:
+    """``DeadLetterSink`` on a Pub/Sub topic through an injected ``PublisherClient``."""
+
+    def __init__(self, publisher: Any, topic_path: str, timeout: float) -> None:
+        self._publisher = publisher
+        self._topic = topic_path
+        self._timeout = timeout
+
+    def publish(self, data: bytes, attributes: Mapping[str, str]) -> None:
+        self._publisher.publish(self._topic, data, **attributes).result(timeout=self._timeout)
+
+
+def dead_letter_attributes(message: Any, reason: str, detail: str) -> dict[str, str]:
+    """``reason``, ``detail`` and the original attributes prefixed ``original_`` (values cut to Pub/Sub's limits)."""
+    attrs = {"reason": reason, "detail": detail[:_MAX_ATTR_VALUE], "original_message_id": str(message.message_id)}
+    for k, v in dict(message.attributes).items():
+        attrs[f"original_{k}"[:256]] = str(v)[:_MAX_ATTR_VALUE]
+    return attrs
+
+
+class MessageHandler:
+    """Callable for ``SubscriberClient.subscribe``. Thread-safe; never raises."""
+
+    def __init__(
+        self,
+        lander: Lander,
+        dead_letter: DeadLetterSink,
+        metrics: Metrics,
+        *,
+        exactly_once: bool = False,
+        crash: CrashPoints = NEVER,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._lander = lander
+        self._dead_letter = dead_letter
+        self._metrics = metrics
+        self._exactly_once = exactly_once
+        self._crash = crash
+        self._clock = clock
+        self._held: dict[int, dt.datetime] = {}
+        self._lock = threading.Lock()
+
+    def oldest_held(self) -> dt.datetime | None:
+        """Publish time of the oldest message currently held (landing, not yet acked), or None."""
+        with self._lock:
+            return min(self._held.values(), default=None)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def __call__(self, message: Any) -> None:
+        key = id(message)
+        with self._lock:
+            self._held[key] = message.publish_time or self._clock()
+        try:
+            self._handle(message)
+        except Exception:  # a bug must not kill the subscriber thread; the message is redelivered
+            log.exception("unexpected error handling message %s; nacking", message.message_id)
+            self._metrics.land_errors.labels("unexpected").inc()
+            message.nack()
+        finally:
+            with self._lock:
+                self._held.pop(key, None)
+
+    def _handle(self, message: Any) -> None:
+        try:
+            self._lander.land(message.data, message.attributes)
+        except PoisonEnvelope as poison:
+            self._poison(message, poison)
+            return
+        except StoreError as exc:
+            kind = "transient_exhausted" if exc.transient else "permanent"
+            self._metrics.land_errors.labels(kind).inc()
+            log.error("landing message %s failed (%s), nacking: %s", message.message_id, kind, exc)
+            message.nack()
+            return
+        self._ack(message)
+
+    def _poison(self, message: Any, poison: PoisonEnvelope) -> None:
+        try:
+            self._dead_letter.publish(message.data, dead_letter_attributes(message, poison.reason, poison.detail))
+        except Exception as exc:
+            self._metrics.land_errors.labels("dead_letter_publish").inc()
+            log.error("dead-lettering message %s failed, nacking: %r", message.message_id, exc)
+            message.nack()
+            return
+        self._metrics.dead_lettered.labels(poison.reason).inc()
+        log.warning("dead-lettered message %s: %s", message.message_id, poison)
+        self._crash.point("dead_letter.after_publish")
+        self._ack(message)
+
+    def _ack(self, message: Any) -> None:
+        if self._exactly_once:
+            try:
+                message.ack_with_response().result(timeout=60)
+            except Exception as exc:  # harmless: a redelivery answers 412 and acks again
+                log.warning("ack of %s not confirmed: %r", message.message_id, exc)
+                return
+        else:
+            message.ack()
+        self._metrics.messages_acked.inc()

@@ -1,0 +1,174 @@
+"""``Worker``: one ``logpipe replicate`` process. Streaming pull per tier + a finalizer loop + graceful shutdown.
+
+Lifecycle:
+  * ``start()`` opens one streaming pull per tier (flow control by messages and bytes; leases extended by the client
+    up to ``max_lease_seconds``) and starts the finalizer thread. Logs ``replicator ready tiers=...``.
+  * ``stop()`` (SIGTERM/SIGINT) cancels the pulls so no new message arrives, waits up to ``drain_timeout`` for
+    in-flight callbacks (each lands and acks, or nacks), stops the finalizer between partitions, and returns.
+    Whatever is still in flight is abandoned: unacked, so Pub/Sub redelivers it; landing is idempotent.
+  * Closability (docs/design.md, "Watermark"): W = min(now, publish time of the oldest message held); a partition is
+    closable when W >= hour end + lateness.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from replicator.config import ReplicatorConfig
+from replicator.crash import CrashPoints
+from replicator.finalize import CommitListener, Finalizer, FinalizeSettings
+from replicator.handler import MessageHandler, PubsubDeadLetter
+from replicator.landing import Lander
+from replicator.layout import Partition
+from replicator.metrics import Metrics
+from replicator.store import ObjectStore
+from service.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Runs the replicator for ``tiers`` of ``catalog``. Clients are injected; no I/O in the constructor."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        tiers: tuple[str, ...],
+        project: str,
+        store: ObjectStore,
+        subscriber: Any,
+        publisher: Any,
+        metrics: Metrics,
+        settings: ReplicatorConfig,
+        crash: CrashPoints,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        listeners: list[CommitListener] | None = None,
+    ) -> None:
+        self._catalog = catalog
+        self._tiers = tiers
+        self._project = project
+        self._store = store
+        self._subscriber = subscriber
+        self._publisher = publisher
+        self._metrics = metrics
+        self._cfg = settings
+        self._crash = crash
+        self._clock = clock
+        self._stop = threading.Event()
+        self._futures: list[Any] = []
+        self._handlers: list[MessageHandler] = []
+        self._categories = tuple(c.name for t in tiers for c in catalog.categories_in(t))
+        self.finalizer = Finalizer(
+            store,
+            catalog,
+            metrics,
+            FinalizeSettings(settings.target_file_bytes, settings.writer, settings.lateness),
+            clock=clock,
+            crash=crash,
+            listeners=list(listeners or []),
+        )
+        self._threads: list[threading.Thread] = []
+
+    # --- watermark -----------------------------------------------------------------------------------------------
+    def watermark(self) -> dt.datetime:
+        """min(now, publish time of the oldest message this worker holds)."""
+        now = self._clock()
+        held = [t for h in self._handlers if (t := h.oldest_held()) is not None]
+        return min([now, *held])
+
+    def closable(self, p: Partition) -> bool:
+        return self.watermark() >= p.end + self._cfg.lateness
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the streaming pulls and start the background threads. Raises on an unreachable subscription."""
+        from google.cloud import pubsub_v1
+        from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
+
+        flow = pubsub_v1.types.FlowControl(
+            max_messages=self._cfg.max_messages,
+            max_bytes=self._cfg.max_bytes,
+            max_lease_duration=self._cfg.max_lease_seconds,
+        )
+        for tier in self._tiers:
+            sub_path = self._subscriber.subscription_path(self._project, self._catalog.subscription(tier))
+            exactly_once = bool(self._subscriber.get_subscription(subscription=sub_path).enable_exactly_once_delivery)
+            dlq = PubsubDeadLetter(
+                self._publisher,
+                self._publisher.topic_path(self._project, self._catalog.dead_letter_topic(tier)),
+                self._cfg.dead_letter_timeout,
+            )
+            lander = Lander(
+                self._store, [c.name for c in self._catalog.categories_in(tier)], self._metrics, crash=self._crash
+            )
+            handler = MessageHandler(
+                lander, dlq, self._metrics, exactly_once=exactly_once, crash=self._crash, clock=self._clock
+            )
+            self._handlers.append(handler)
+            executor = ThreadPoolExecutor(max_workers=self._cfg.threads, thread_name_prefix=f"land-{tier}")
+            future = self._subscriber.subscribe(
+                sub_path, handler, flow_control=flow, scheduler=ThreadScheduler(executor=executor)
+            )
+            self._futures.append(future)
+            log.info("subscribed %s (exactly_once=%s)", sub_path, exactly_once)
+        self._spawn("gauges", self._gauge_loop)
+        if self._cfg.finalize:
+            self._spawn("finalizer", self._finalize_loop)
+        log.info("replicator ready tiers=%s", ",".join(self._tiers))
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _gauge_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            held = [t for h in self._handlers if (t := h.oldest_held()) is not None]
+            age = (self._clock() - min(held)).total_seconds() if held else 0.0
+            self._metrics.oldest_unacked_age.set(max(0.0, age))
+            self._metrics.in_flight.set(sum(h.in_flight() for h in self._handlers))
+
+    def _finalize_loop(self) -> None:
+        while not self._stop.wait(self._cfg.finalize_interval):
+            try:
+                for m in self.finalizer.run_pass(self._categories, self._closable_unless_stopping):
+                    log.info("committed %s %s generation %d", m.category, m.partition_label, m.generation)
+            except Exception as exc:  # listing failed etc.; the next pass retries
+                self._metrics.finalize_errors.labels(type(exc).__name__).inc()
+                log.error("finalizer pass failed: %r", exc)
+
+    def _closable_unless_stopping(self, p: Partition) -> bool:
+        return not self._stop.is_set() and self.closable(p)
+
+    def request_stop(self) -> None:
+        """Ask ``wait`` to return (safe from a signal handler); the caller then calls ``stop``."""
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop pulling, drain in-flight work for up to ``drain_timeout`` seconds, stop the threads. Idempotent."""
+        self._stop.set()
+        for f in self._futures:
+            f.cancel()
+        deadline = time.monotonic() + self._cfg.drain_timeout
+        while time.monotonic() < deadline and any(h.in_flight() for h in self._handlers):
+            time.sleep(0.05)
+        left = sum(h.in_flight() for h in self._handlers)
+        if left:
+            log.warning("abandoning %d in-flight messages (unacked; Pub/Sub will redeliver them)", left)
+        for t in self._threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        log.info("replicator stopped")
+
+    def wait(self) -> None:
+        """Block until ``request_stop``/``stop`` is called, or a streaming pull fails for good (then re-raise)."""
+        while not self._stop.wait(0.5):
+            for f in self._futures:
+                if f.done() and not self._stop.is_set():
+                    f.result()
