@@ -1,0 +1,66 @@
+# modules/replicator_gke: one deployment per tier, configured from the outputs, autoscaled on subscription backlog.
+
+mock_provider "google" {}
+mock_provider "kubernetes" {}
+
+variables {
+  project_id                       = "my-proj-123"
+  tier                             = "core"
+  namespace                        = "logpipe"
+  image                            = "europe-docker.pkg.dev/my-proj-123/logpipe/logpipe:0.1.0"
+  command                          = ["logpipe", "replicate"]
+  service_account_email            = "logpipe-rep-core@my-proj-123.iam.gserviceaccount.com"
+  service_account_name             = "projects/my-proj-123/serviceAccounts/logpipe-rep-core@my-proj-123.iam.gserviceaccount.com"
+  env                              = { GOOGLE_CLOUD_PROJECT = "my-proj-123", LOGPIPE_BUCKET = "b", LOGPIPE_DATASET = "logpipe", LOGPIPE_CATALOG = "/etc/logpipe/catalog.yaml" }
+  subscription                     = "logpipe-core-replicator"
+  catalog_config_map               = "logpipe-catalog"
+  catalog_mount_path               = "/etc/logpipe"
+  min_replicas                     = 1
+  max_replicas                     = 10
+  backlog_per_replica              = 500
+  cpu                              = "1"
+  memory                           = "2Gi"
+  termination_grace_period_seconds = 90
+}
+
+run "deployment_and_backlog_autoscaler" {
+  command = plan
+  module {
+    source = "./modules/replicator_gke"
+  }
+
+  assert {
+    condition     = kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].args == tolist(["logpipe", "replicate", "--tier", "core"])
+    error_message = "The container runs `logpipe replicate --tier <tier>`."
+  }
+  assert {
+    condition = {
+      for e in kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].env : e.name => e.value
+      } == {
+      GOOGLE_CLOUD_PROJECT = "my-proj-123", LOGPIPE_BUCKET = "b", LOGPIPE_DATASET = "logpipe",
+      LOGPIPE_CATALOG      = "/etc/logpipe/catalog.yaml", LOGPIPE_TIER = "core"
+    }
+    error_message = "The environment comes from the module outputs, with the `logpipe env` names."
+  }
+  assert {
+    condition     = kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].image == var.image
+    error_message = "The image is the variable."
+  }
+  assert {
+    condition = (
+      kubernetes_horizontal_pod_autoscaler_v2.replicator.spec[0].metric[0].type == "External" &&
+      kubernetes_horizontal_pod_autoscaler_v2.replicator.spec[0].metric[0].external[0].metric[0].name == "pubsub.googleapis.com|subscription|num_undelivered_messages" &&
+      kubernetes_horizontal_pod_autoscaler_v2.replicator.spec[0].metric[0].external[0].metric[0].selector[0].match_labels["resource.labels.subscription_id"] == "logpipe-core-replicator" &&
+      kubernetes_horizontal_pod_autoscaler_v2.replicator.spec[0].metric[0].external[0].target[0].average_value == "500"
+    )
+    error_message = "The HPA scales on the tier subscription's undelivered messages."
+  }
+  assert {
+    condition     = kubernetes_horizontal_pod_autoscaler_v2.replicator.spec[0].scale_target_ref[0].name == "logpipe-replicator-core"
+    error_message = "The HPA scales the tier's deployment."
+  }
+  assert {
+    condition     = google_service_account_iam_member.workload_identity.member == "serviceAccount:my-proj-123.svc.id.goog[logpipe/logpipe-replicator-core]" && google_service_account_iam_member.workload_identity.role == "roles/iam.workloadIdentityUser"
+    error_message = "Only the tier's Kubernetes service account may act as the tier's Google service account."
+  }
+}
