@@ -1,0 +1,133 @@
+"""Parts shared by the sync and async clients: options, targets with failover, and the ledger of outcomes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from service.client.results import Failure, FlushResult, Rejection
+from service.client.retry import RetryPolicy
+from service.contract import Event, PublishResponse, StatusCode
+
+#: Receives each rejection or failure as it happens (from a background thread / task). Must not block.
+Callback = Callable[[Rejection | Failure], None]
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Batching and bounds. Sizes in bytes, times in seconds.
+
+    Attributes:
+        max_batch_events / max_batch_bytes / max_latency_s: A batch is sent when any bound is reached.
+        max_buffer_events: Events buffered or in flight; past it ``send`` blocks (``block_when_full``) or raises
+            ``BufferFull``.
+        block_timeout_s: How long a blocked ``send`` waits before raising ``BufferFull`` (None: forever).
+        max_in_flight: Concurrent Publish calls.
+        rpc_timeout_s: Deadline of one attempt; after it the retry may go to another target.
+        retry: The retry policy (whole-batch deadline, backoff).
+    """
+
+    max_batch_events: int = 500
+    max_batch_bytes: int = 4 * 1024 * 1024
+    max_latency_s: float = 0.05
+    max_buffer_events: int = 100_000
+    block_when_full: bool = True
+    block_timeout_s: float | None = None
+    max_in_flight: int = 4
+    rpc_timeout_s: float = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def parse_targets(target: str | Sequence[str]) -> tuple[str, ...]:
+    """``"h1:p1,h2:p2"`` or a list -> a non-empty tuple of ``host:port``. Raises ``ValueError``."""
+    items = target.split(",") if isinstance(target, str) else list(target)
+    out = tuple(t.strip() for t in items if t and t.strip())
+    if not out:
+        raise ValueError("at least one target host:port is required")
+    return out
+
+
+class Targets:
+    """Round-robin failover: ``current`` until ``advance`` (called before each retry). Thread-safe."""
+
+    def __init__(self, targets: Sequence[str]) -> None:
+        self.all = tuple(targets)
+        self._i = 0
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> int:
+        return self._i
+
+    def advance(self, *_: object) -> None:
+        with self._lock:
+            self._i = (self._i + 1) % len(self.all)
+
+
+def credentials(tls: bool | grpc.ChannelCredentials, root_certificates: bytes | None) -> grpc.ChannelCredentials | None:
+    """None for plaintext; TLS credentials otherwise (``root_certificates`` overrides the system roots)."""
+    if tls is False:
+        return None
+    if isinstance(tls, grpc.ChannelCredentials):
+        return tls
+    return grpc.ssl_channel_credentials(root_certificates=root_certificates)
+
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+class Ledger:
+    """Accumulates outcomes until ``take``; calls ``callback`` for each rejection/failure. Thread-safe."""
+
+    def __init__(self, callback: Callback | None) -> None:
+        self._lock = threading.Lock()
+        self._accepted = 0
+        self._rejected: list[Rejection] = []
+        self._failed: list[Failure] = []
+        self._callback = callback
+
+    def record_response(self, events: Sequence[Event], response: PublishResponse) -> None:
+        accepted = 0
+        rejected: list[Rejection] = []
+        answered = set()
+        for s in response.statuses:
+            answered.add(s.index)
+            if s.code == StatusCode.ACCEPTED:
+                accepted += 1
+            elif s.index < len(events):
+                e = events[s.index]
+                rejected.append(Rejection(e.event_id, e.category, StatusCode.Name(s.code), s.message))
+        failed = [Failure(e.event_id, e.category, "UNKNOWN", "no status in the response")
+                  for i, e in enumerate(events) if i not in answered]  # fmt: skip
+        self._add(accepted, rejected, failed)
+
+    def record_failure(self, events: Sequence[Event], exc: BaseException) -> None:
+        code = exc.code().name if isinstance(exc, grpc.RpcError) and hasattr(exc, "code") else type(exc).__name__
+        details = exc.details() if isinstance(exc, grpc.RpcError) and hasattr(exc, "details") else str(exc)
+        self._add(0, [], [Failure(e.event_id, e.category, code, str(details)) for e in events])
+
+    def _add(self, accepted: int, rejected: list[Rejection], failed: list[Failure]) -> None:
+        with self._lock:
+            self._accepted += accepted
+            self._rejected.extend(rejected)
+            self._failed.extend(failed)
+        if self._callback is not None:
+            items: list[Rejection | Failure] = [*rejected, *failed]
+            for item in items:
+                self._callback(item)
+
+    def take(self) -> FlushResult:
+        with self._lock:
+            result = FlushResult(self._accepted, self._rejected, self._failed)
+            self._accepted, self._rejected, self._failed = 0, [], []
+        return result

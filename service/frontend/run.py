@@ -1,0 +1,54 @@
+"""The ``logpipe serve`` entry point: read config once, build the real adapters, run until a signal, drain."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from service.catalog import CatalogError, load_catalog
+from service.frontend import logs
+from service.frontend.auth import load_tokens
+from service.frontend.config import load_config
+from service.frontend.errors import ConfigError
+from service.frontend.spool import SpoolLocked
+
+log = logging.getLogger("service.frontend")
+
+
+def run_frontend(config_file: Path | None, env: Mapping[str, str], flags: Mapping[str, Any]) -> int:
+    """Serve until SIGTERM/SIGINT. Returns the exit code (0 after a clean drain, 2 on bad config)."""
+    from service.frontend.publisher import PubsubPublisher, make_pubsub_client
+    from service.frontend.server import Frontend
+
+    try:
+        cfg = load_config(config_file, env, flags)
+        logs.configure(cfg.log_level)
+        cfg.check_security()
+        if cfg.envelope_target_bytes + cfg.max_payload_bytes + 2 * cfg.max_attributes_bytes > 9_000_000:
+            raise ConfigError("envelope_target_bytes + max_payload_bytes must stay below Pub/Sub's 10 MB message cap")
+        catalog = load_catalog(cfg.catalog)
+        auth = load_tokens(cfg.tokens_file)
+    except (ConfigError, CatalogError) as exc:
+        print(f"logpipe serve: {exc}", file=sys.stderr)
+        return 2
+    publisher = PubsubPublisher(make_pubsub_client(cfg.pubsub_emulator_host), cfg.project, cfg.publish_timeout_s)
+    frontend = Frontend(cfg, catalog, publisher, auth)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        frontend.start()
+    except (SpoolLocked, OSError) as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        print(f"logpipe serve: {exc}", file=sys.stderr)
+        frontend.shutdown(0)
+        return 2
+    while not stop.wait(1.0):
+        pass
+    frontend.shutdown()
+    return 0

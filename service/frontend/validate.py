@@ -1,0 +1,187 @@
+"""Per-event validation: the hot path of the front-end.
+
+Contract: ``Validator.check`` looks at each event on its own, never raises for any event content, and returns the
+accepted events grouped by (category, UTC event hour) plus one ``Rejection`` per rejected event. It fills in
+``event_time`` (receive time) when unset and ``event_id`` (a UUIDv7) when empty, and overwrites ``ingest_time`` and
+``client_id``. Per-event cost is kept to a few microseconds: no pydantic, a compiled regex for ids, msgspec for JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from service.catalog import Catalog, PayloadFormat
+from service.client.ids import uuid7_str
+from service.contract import Event, StatusCode
+from service.frontend.config import FrontendConfig
+
+#: Canonical lowercase hyphenated UUID: the dedup key is the string, so only one spelling of an id is allowed.
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_JSON = msgspec.json.Decoder(msgspec.Raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The validation limits (see ``FrontendConfig`` for defaults)."""
+
+    max_payload_bytes: int
+    max_attributes: int
+    max_attributes_bytes: int
+    max_producer_chars: int
+    event_time_future_s: float
+    event_time_past_s: float
+
+    @classmethod
+    def from_config(cls, c: FrontendConfig) -> Limits:
+        return cls(
+            c.max_payload_bytes,
+            c.max_attributes,
+            c.max_attributes_bytes,
+            c.max_producer_chars,
+            c.event_time_future_s,
+            c.event_time_past_s,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One rejected event: its position, its id as sent, a StatusCode and a precise message."""
+
+    index: int
+    event_id: str
+    code: int
+    message: str
+
+
+@dataclass(slots=True)
+class Checked:
+    """The outcome for one request. ``groups`` maps (category, hour since epoch) to accepted events, in order."""
+
+    groups: dict[tuple[str, int], list[Event]] = field(default_factory=dict)
+    rejections: list[Rejection] = field(default_factory=list)
+    accepted: int = 0
+    accepted_bytes: int = 0
+    #: Event ids the front-end assigned, by request index (events sent without one).
+    assigned_ids: dict[int, str] = field(default_factory=dict)
+
+
+def json_problem(payload: bytes) -> str | None:
+    """Why ``payload`` is not one well-formed UTF-8 JSON value, or None when it is."""
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"payload is not UTF-8 (byte {exc.start})"
+    try:
+        _JSON.decode(payload)
+    except msgspec.DecodeError as exc:
+        return f"payload is not well-formed JSON: {exc}"
+    return None
+
+
+class Validator:
+    """Checks events against the catalog and limits. Stateless apart from configuration; thread-safe."""
+
+    def __init__(self, catalog: Catalog, limits: Limits) -> None:
+        self._json = {c.name: c.payload_format is PayloadFormat.JSON for c in catalog.categories}
+        self._limits = limits
+
+    def check(self, events: Sequence[Event], now_s: float, client_id: str) -> Checked:
+        """Validate ``events`` received at ``now_s`` (Unix seconds) from ``client_id``. Mutates accepted events."""
+        lim = self._limits
+        is_json = self._json
+        max_payload = lim.max_payload_bytes
+        lo = now_s - lim.event_time_past_s
+        hi = now_s + lim.event_time_future_s
+        now = Timestamp()
+        now.FromNanoseconds(int(now_s * 1e9))
+        out = Checked()
+        groups = out.groups
+        reject = out.rejections.append
+        seen: set[str] = set()
+        uuid_match = UUID_RE.fullmatch
+        for i, e in enumerate(events):
+            eid = e.event_id
+            category = e.category
+            json_cat = is_json.get(category)
+            if json_cat is None:
+                reject(Rejection(i, eid, StatusCode.UNKNOWN_CATEGORY, f"category {category!r} is not configured"))
+                continue
+            if eid:
+                if len(eid) != 36 or uuid_match(eid) is None:
+                    reject(Rejection(i, eid, StatusCode.INVALID_EVENT_ID, _bad_id(eid)))
+                    continue
+                if eid in seen:
+                    reject(Rejection(i, eid, StatusCode.DUPLICATE_EVENT_ID, f"event_id {eid} repeats in this batch"))
+                    continue
+            payload = e.payload
+            if len(payload) > max_payload:
+                msg = f"payload is {len(payload)} bytes > limit {max_payload}"
+                reject(Rejection(i, eid, StatusCode.PAYLOAD_TOO_LARGE, msg))
+                continue
+            if e.HasField("event_time"):
+                ts = e.event_time
+                secs = ts.seconds
+                if not lo <= secs <= hi or not 0 <= ts.nanos < 1_000_000_000:
+                    reject(Rejection(i, eid, StatusCode.EVENT_TIME_OUT_OF_WINDOW, _bad_time(ts, now_s, lim)))
+                    continue
+            else:
+                secs = now.seconds
+                e.event_time.CopyFrom(now)
+            if e.attributes:
+                problem = self._attributes_problem(e)
+                if problem is not None:
+                    reject(Rejection(i, eid, problem[0], problem[1]))
+                    continue
+            if e.producer and len(e.producer) > lim.max_producer_chars:
+                msg = f"producer is {len(e.producer)} characters > limit {lim.max_producer_chars}"
+                reject(Rejection(i, eid, StatusCode.INVALID_PRODUCER, msg))
+                continue
+            if json_cat:
+                why = json_problem(payload)
+                if why is not None:
+                    reject(Rejection(i, eid, StatusCode.INVALID_JSON, why))
+                    continue
+            if eid:
+                seen.add(eid)
+            else:
+                eid = e.event_id = uuid7_str()
+                out.assigned_ids[i] = eid
+            e.ingest_time.CopyFrom(now)
+            e.client_id = client_id
+            key = (category, secs // 3600)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = group = []
+            group.append(e)
+            out.accepted_bytes += len(payload)
+        out.accepted = len(events) - len(out.rejections)
+        return out
+
+    def _attributes_problem(self, e: Event) -> tuple[int, str] | None:
+        lim = self._limits
+        n = len(e.attributes)
+        if n > lim.max_attributes:
+            return StatusCode.TOO_MANY_ATTRIBUTES, f"{n} attributes > limit {lim.max_attributes}"
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in e.attributes.items())
+        if size > lim.max_attributes_bytes:
+            return StatusCode.ATTRIBUTES_TOO_LARGE, f"attributes total {size} bytes > limit {lim.max_attributes_bytes}"
+        return None
+
+
+def _bad_id(eid: str) -> str:
+    shown = eid if len(eid) <= 64 else eid[:64] + "..."
+    return f"event_id {shown!r} is not a canonical lowercase UUID (8-4-4-4-12 hex digits)"
+
+
+def _bad_time(ts: Timestamp, now_s: float, lim: Limits) -> str:
+    if not 0 <= ts.nanos < 1_000_000_000:
+        return f"event_time has invalid nanos {ts.nanos}"
+    delta = ts.seconds - now_s
+    if delta > 0:
+        return f"event_time is {delta:.0f}s in the future (limit {lim.event_time_future_s:.0f}s)"
+    return f"event_time is {-delta:.0f}s in the past (limit {lim.event_time_past_s:.0f}s)"
