@@ -1,0 +1,77 @@
+"""One contract suite for ``ObjectStore``: the in-memory fake and ``GcsStore`` on fake-gcs-server must agree."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from replicator.errors import ObjectNotFound, StoreError
+from replicator.retry import RetryPolicy
+from replicator.store import MemoryStore, ObjectStore, crc32c_b64
+from replicator.store_gcs import GcsStore
+from service.local import clients, provision
+from service.local.endpoints import Endpoints
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["memory", "gcs"])
+def store(request: pytest.FixtureRequest) -> Iterator[ObjectStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    endpoints: Endpoints = request.getfixturevalue("local_cloud")
+    ep = dataclasses.replace(endpoints, bucket=f"contract-{uuid.uuid4().hex[:8]}")
+    provision.provision_bucket(ep, None)  # type: ignore[arg-type]
+    yield GcsStore(clients.storage_client(ep), ep.bucket, RetryPolicy(deadline=10))
+
+
+def test_create_if_absent_creates_once_and_keeps_the_first(store: ObjectStore) -> None:
+    first = store.create_if_absent("a/b/one", b"first", {"k": "v"})
+    second = store.create_if_absent("a/b/one", b"second!", {"k": "other"})
+    assert first.created and not second.created
+    assert (second.crc32c, second.size) == (crc32c_b64(b"first"), 5)
+    assert store.read("a/b/one") == b"first"
+    info = store.stat("a/b/one")
+    assert info is not None and info.metadata == {"k": "v"} and info.crc32c == crc32c_b64(b"first")
+
+
+def test_large_single_request_upload_keeps_precondition(store: ObjectStore) -> None:
+    """9 MiB is above google-cloud-storage's default multipart limit: a resumable upload would overwrite here."""
+    big1 = b"1" * (9 * 1024 * 1024)
+    big2 = b"2" * (9 * 1024 * 1024)
+    assert store.create_if_absent("big", big1).created
+    assert not store.create_if_absent("big", big2).created
+    assert store.read("big")[:1] == b"1"
+
+
+def test_list_is_prefix_filtered_and_sorted(store: ObjectStore) -> None:
+    for name in ["p/2", "p/1", "p/10", "q/1"]:
+        store.create_if_absent(name, name.encode())
+    assert [i.name for i in store.list("p/")] == ["p/1", "p/10", "p/2"]
+    assert [i.size for i in store.list("q/")] == [3]
+    assert list(store.list("nothing/")) == []
+
+
+def test_read_and_stat_of_missing_object(store: ObjectStore) -> None:
+    with pytest.raises(ObjectNotFound):
+        store.read("missing")
+    assert store.stat("missing") is None
+
+
+def test_delete_is_idempotent(store: ObjectStore) -> None:
+    store.create_if_absent("d", b"x")
+    store.delete("d")
+    store.delete("d")
+    assert store.stat("d") is None
+    assert store.create_if_absent("d", b"y").created
+
+
+def test_permanent_error_is_not_retried(local_cloud: Endpoints) -> None:
+    missing_bucket = GcsStore(clients.storage_client(local_cloud), "no-such-bucket-xyz", RetryPolicy(deadline=30))
+    with pytest.raises(StoreError) as err:
+        missing_bucket.create_if_absent("x", b"y")
+    assert not err.value.transient
