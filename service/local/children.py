@@ -1,9 +1,12 @@
 """Specs for the logpipe processes a stack runs on top of the emulators: front-ends and replicators.
 
 Interface given to those commands (they read it at their entry point):
-  * the environment of ``Endpoints.env()`` (see ``logpipe env``), plus
-  * front-end i: ``LOGPIPE_LISTEN=127.0.0.1:<port>``; ready when that port accepts TCP connections;
-  * replicator i: ``LOGPIPE_WORKER_ID=replicator-<i>``; ready once started and still alive.
+  * every child gets the environment of ``Endpoints.env()`` (what ``logpipe env`` prints);
+  * front-end i: ``logpipe serve --host 127.0.0.1 --port P --instance-id frontend-i``
+    ``--spool-dir <state>/spool/frontend-i``; ready when P accepts TCP connections. The spool directory is stable
+    across restarts, so a restarted stack replays what a killed one spooled;
+  * replicator i: ``logpipe replicate`` with ``LOGPIPE_WORKER_ID=replicator-i``; ready when its log shows
+    ``replicator ready`` (the first line it prints once every streaming pull is open, see docs/design.md).
 A command that is not registered in the CLI yet is skipped with a note instead of failing the stack.
 """
 
@@ -11,10 +14,11 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from service.local.config import LocalConfig
 from service.local.endpoints import Endpoints
-from service.local.procs import ProcessSpec, ReadyCheck, free_port
+from service.local.procs import RUN_SEPARATOR, ProcessSpec, ReadyCheck, free_port
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,22 @@ def tcp_ready(port: int) -> ReadyCheck:
     return check
 
 
+def log_ready(log: Path, marker: str) -> ReadyCheck:
+    """Ready once ``marker`` appears in the child's log (read from the end, where the current run writes)."""
+
+    def check() -> bool:
+        try:
+            with log.open("rb") as f:
+                f.seek(max(0, log.stat().st_size - 256 * 1024))
+                tail = f.read().decode(errors="replace")
+        except OSError:
+            return False
+        start = tail.rfind(RUN_SEPARATOR)
+        return marker in tail[start:]
+
+    return check
+
+
 def plan_apps(config: LocalConfig, endpoints: Endpoints, available: set[str]) -> AppPlan:
     """Specs for the configured front-ends and replicators, given the ``available`` CLI commands."""
     base = [str(config.python), "-m", "service.cli"]
@@ -65,13 +85,15 @@ def plan_apps(config: LocalConfig, endpoints: Endpoints, available: set[str]) ->
             port = base_port + i if base_port else free_port()
             addr = f"127.0.0.1:{port}"
             targets.append(addr)
-            specs.append(
-                ProcessSpec(f"frontend-{i}", [*base, "serve"], {**env, "LOGPIPE_LISTEN": addr}, tcp_ready(port))
-            )
+            name = f"frontend-{i}"
+            spool = (config.state_dir / "spool" / name).resolve()
+            argv = [*base, "serve", "--host", "127.0.0.1", "--port", str(port), "--instance-id", name]
+            specs.append(ProcessSpec(name, [*argv, "--spool-dir", str(spool)], env, tcp_ready(port)))
     if config.replicators and "replicate" not in available:
         notes.append(f"skipped {config.replicators} replicator(s): `logpipe replicate` does not exist yet")
     elif config.replicators:
         for i in range(config.replicators):
-            worker_env = {**env, "LOGPIPE_WORKER_ID": f"replicator-{i}"}
-            specs.append(ProcessSpec(f"replicator-{i}", [*base, "replicate"], worker_env, None))
+            name = f"replicator-{i}"
+            ready = log_ready(config.logs_dir / f"{name}.log", "replicator ready")
+            specs.append(ProcessSpec(name, [*base, "replicate"], {**env, "LOGPIPE_WORKER_ID": name}, ready))
     return AppPlan(tuple(specs), tuple(targets), tuple(notes))

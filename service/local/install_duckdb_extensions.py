@@ -18,7 +18,7 @@ def main(home: Path) -> int:
     """Point HOME at ``home`` and ``INSTALL`` each extension from its wheel. Returns a process exit code."""
     home.mkdir(parents=True, exist_ok=True)
     os.environ["HOME"] = str(home.resolve())
-    import duckdb
+    import duckdb  # type: ignore[import-not-found]
 
     con = duckdb.connect()
     for ext in EXTENSIONS:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -43,6 +44,8 @@ class LocalCloud:
         self._children: list[procs.Running] = []
         self.endpoints: Endpoints | None = None
         self.notes: tuple[str, ...] = ()
+        self.timings: dict[str, float] = {}
+        """Seconds spent per phase of the last ``start()``: emulators, provisioning, apps."""
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> Endpoints:
@@ -56,7 +59,9 @@ class LocalCloud:
         self._write_ledger()
         try:
             ports = EmulatorPorts.resolve(cfg)
+            t0 = time.monotonic()
             self._launch(emulator_specs(cfg, ports))
+            self.timings["emulators"] = time.monotonic() - t0
             base = Endpoints(
                 project=cfg.project,
                 pubsub_host=f"127.0.0.1:{ports.pubsub}",
@@ -70,10 +75,14 @@ class LocalCloud:
                 launcher_pid=me.pid,
                 launcher_create_time=me.create_time(),
             )
+            t0 = time.monotonic()
             provision(base, catalog, self._steps if self._steps is not None else default_steps())
+            self.timings["provisioning"] = time.monotonic() - t0
+            t0 = time.monotonic()
             plan: AppPlan = plan_apps(cfg, base, registered_commands() if cfg.frontends or cfg.replicators else set())
             self.notes = plan.notes
             self._launch(list(plan.specs))
+            self.timings["apps"] = time.monotonic() - t0
             processes = tuple(ProcessInfo(**c.record()) for c in self._children)  # type: ignore[arg-type]
             self.endpoints = Endpoints(
                 **{**base.__dict__, "ingest_targets": plan.ingest_targets, "processes": processes}
@@ -91,6 +100,15 @@ class LocalCloud:
         procs.stop(list(reversed(children)), self.config.stop_timeout_s)
         (self.config.state_dir / LEDGER).unlink(missing_ok=True)
         self.endpoints = None
+
+    def dead_children(self) -> list[tuple[str, int, Path]]:
+        """(name, exit code, log) of every child that has exited. Non-blocking."""
+        dead = []
+        for child in self._children:
+            code = child.popen.poll()
+            if code is not None:
+                dead.append((child.spec.name, code, child.log))
+        return dead
 
     def __enter__(self) -> Endpoints:
         return self.start()

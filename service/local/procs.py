@@ -24,6 +24,9 @@ import psutil
 
 from service.local.errors import StartupFailed
 
+RUN_SEPARATOR = "--- logpipe local: starting "
+"""Written to a child's log before each run, so readiness checks can look at the current run only."""
+
 ReadyCheck = Callable[[], bool]
 """Returns True once the child answers; must not raise, must return within about a second."""
 
@@ -87,7 +90,7 @@ def start(spec: ProcessSpec, logs_dir: Path) -> Running:
         else:
             env[key] = value
     with log.open("ab") as out:
-        out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(spec.argv)}\n".encode())
+        out.write(f"\n{RUN_SEPARATOR}{time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(spec.argv)}\n".encode())
         out.flush()
         try:
             popen = subprocess.Popen(
