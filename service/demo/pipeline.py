@@ -38,8 +38,11 @@ class PipelineConfig:
     replicators: int = 2
     frontend_env: Mapping[str, str] = field(default_factory=dict)
     replicator_env: Mapping[str, str] = field(default_factory=dict)
+    loaders: int = 1
     frontend_args: tuple[str, ...] = ()
     replicator_args: tuple[str, ...] = ()
+    loader_args: tuple[str, ...] = ()
+    loader_env: Mapping[str, str] = field(default_factory=dict)
     python: Path = Path(sys.executable)
     startup_timeout_s: float = 60.0
 
@@ -82,6 +85,11 @@ class Pipeline:
                 self._specs[f"replicator-{i}"] = procs.ProcessSpec(
                     f"replicator-{i}", [*base, "replicate", *self.config.replicator_args], r_env, None
                 )
+            for i in range(self.config.loaders):
+                l_env = {**env, **self.config.loader_env}
+                self._specs[f"loader-{i}"] = procs.ProcessSpec(
+                    f"loader-{i}", [*base, "load", *self.config.loader_args], l_env, None
+                )
             for name in self._specs:
                 self._running[name] = procs.start(self._specs[name], self.logs_dir)
             procs.wait_ready(list(self._running.values()), self.config.startup_timeout_s)
@@ -91,7 +99,7 @@ class Pipeline:
         return ep
 
     def names(self, role: str) -> list[str]:
-        """Process names of a role: ``frontend`` or ``replicator``."""
+        """Process names of a role: ``frontend``, ``replicator`` or ``loader``."""
         return [n for n in self._specs if n.startswith(f"{role}-")]
 
     def pid(self, name: str) -> int:
