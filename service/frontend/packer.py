@@ -126,17 +126,25 @@ class Packer:
         now = self._clock()
         with self._lock:
             for key, events in groups.items():
-                batch = self._open.get(key)
-                if batch is None:
-                    batch = self._open[key] = _Batch(key[0], now)
-                    self._wake.notify()
-                batch.events.extend(events)
-                batch.size += sum(len(e.payload) for e in events) + EVENT_OVERHEAD * len(events)
-                if not batch.tickets or batch.tickets[-1] is not ticket:
-                    ticket.hold()
-                    batch.tickets.append(ticket)
-                if batch.size >= self._target or self._stop:  # after stop no flusher runs: seal now
-                    sealed.append(self._open.pop(key))
+                start = 0
+                while start < len(events):
+                    batch = self._open.get(key)
+                    if batch is None:
+                        batch = self._open[key] = _Batch(key[0], now)
+                        self._wake.notify()
+                    # Take events until this batch reaches the byte target (an envelope may exceed it by one event).
+                    end, size = start, batch.size
+                    while end < len(events) and size < self._target:
+                        size += len(events[end].payload) + EVENT_OVERHEAD
+                        end += 1
+                    batch.events.extend(events[start:end])
+                    batch.size = size
+                    start = end
+                    if not batch.tickets or batch.tickets[-1] is not ticket:
+                        ticket.hold()
+                        batch.tickets.append(ticket)
+                    if batch.size >= self._target or self._stop:  # after stop no flusher runs: seal now
+                        sealed.append(self._open.pop(key))
         ticket.release()
         for batch in sealed:
             self._seal(batch)

@@ -1,0 +1,1 @@
+"""Benchmarks (``logpipe bench ...``)."""

@@ -1,0 +1,106 @@
+"""The validator, one bad input at a time: each gets its own code, and good neighbours are still accepted."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from service.contract import Event, StatusCode
+from service.frontend.config import FrontendConfig
+from service.frontend.validate import Limits, Validator, json_problem
+from tests.unit.frontend_support import CATALOG, event
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_800_000_000.0
+LIMITS = Limits.from_config(FrontendConfig(max_payload_bytes=1000, max_attributes=2, max_attributes_bytes=40))
+
+
+def _at(offset_s: float, **kw: object) -> Event:
+    e = event(**kw)  # type: ignore[arg-type]
+    e.event_time.FromNanoseconds(int((NOW + offset_s) * 1e9))
+    return e
+
+
+BAD = [
+    ("unknown category", lambda: event(category="no_such_cat"), StatusCode.UNKNOWN_CATEGORY),
+    ("payload too large", lambda: event(category="trace_span", payload=b"x" * 1001), StatusCode.PAYLOAD_TOO_LARGE),
+    ("too far in future", lambda: _at(3601), StatusCode.EVENT_TIME_OUT_OF_WINDOW),
+    ("too old", lambda: _at(-7 * 86400 - 1), StatusCode.EVENT_TIME_OUT_OF_WINDOW),
+    ("bad nanos", lambda: Event(event_id=str(uuid.uuid4()), category="app_log", payload=b"{}",
+                                event_time={"seconds": int(NOW), "nanos": -1}), StatusCode.EVENT_TIME_OUT_OF_WINDOW),
+    ("id not a uuid", lambda: event(event_id="not-a-uuid"), StatusCode.INVALID_EVENT_ID),
+    ("id uppercase", lambda: event(event_id=str(uuid.uuid4()).upper()), StatusCode.INVALID_EVENT_ID),
+    ("id braces", lambda: event(event_id="{" + str(uuid.uuid4()) + "}"), StatusCode.INVALID_EVENT_ID),
+    ("too many attributes", lambda: event(attributes={"a": "1", "b": "2", "c": "3"}), StatusCode.TOO_MANY_ATTRIBUTES),
+    ("attributes too large", lambda: event(attributes={"a": "x" * 40}), StatusCode.ATTRIBUTES_TOO_LARGE),
+    ("truncated json", lambda: event(payload=b'{"a": 1'), StatusCode.INVALID_JSON),
+    ("trailing garbage", lambda: event(payload=b'{"a": 1} x'), StatusCode.INVALID_JSON),
+    ("not utf-8", lambda: event(payload=b'{"a": "\xff"}'), StatusCode.INVALID_JSON),
+    ("NaN", lambda: event(payload=b"NaN"), StatusCode.INVALID_JSON),
+    ("empty json", lambda: event(payload=b""), StatusCode.INVALID_JSON),
+    ("producer too long", lambda: event(producer="p" * 257), StatusCode.INVALID_PRODUCER),
+]  # fmt: skip
+
+
+def _now_event() -> Event:
+    return _at(0)
+
+
+@pytest.mark.parametrize(("name", "make", "code"), BAD, ids=[b[0] for b in BAD])
+def test_each_bad_event_gets_its_code_and_neighbours_survive(name: str, make: object, code: int) -> None:
+    good1, bad, good2 = _now_event(), make(), _now_event()  # type: ignore[operator]
+    if bad.HasField("event_time") and name not in ("too far in future", "too old", "bad nanos"):
+        bad.event_time.FromNanoseconds(int(NOW * 1e9))
+    checked = Validator(CATALOG, LIMITS).check([good1, bad, good2], NOW, "c1")
+    assert [(r.index, r.code) for r in checked.rejections] == [(1, code)]
+    assert checked.rejections[0].message  # a precise reason, never empty
+    assert checked.accepted == 2
+    accepted = [e.event_id for evs in checked.groups.values() for e in evs]
+    assert accepted == [good1.event_id, good2.event_id]
+
+
+def test_duplicate_id_in_batch_rejects_the_second_only() -> None:
+    a = _now_event()
+    b = _now_event()
+    b.event_id = a.event_id
+    checked = Validator(CATALOG, LIMITS).check([a, b], NOW, "c1")
+    assert [(r.index, r.code) for r in checked.rejections] == [(1, StatusCode.DUPLICATE_EVENT_ID)]
+
+
+def test_sets_ingest_time_client_id_and_missing_event_time_and_id() -> None:
+    e = Event(category="app_log", payload=b"{}", client_id="forged")
+    checked = Validator(CATALOG, LIMITS).check([e], NOW, "client-7")
+    assert checked.accepted == 1 and not checked.rejections
+    assert e.client_id == "client-7"
+    assert e.event_time.seconds == int(NOW) and e.ingest_time.seconds == int(NOW)
+    assert uuid.UUID(e.event_id).version == 7
+    assert checked.assigned_ids == {0: e.event_id}
+
+
+def test_groups_by_category_and_utc_hour() -> None:
+    base = NOW - NOW % 3600
+    events = [_at(base - NOW + 10), _at(base - NOW - 10), _at(base - NOW + 20, category="ads_click")]
+    checked = Validator(CATALOG, LIMITS).check(events, NOW, "c")
+    hour = int(base) // 3600
+    assert {k: len(v) for k, v in checked.groups.items()} == {
+        ("app_log", hour): 1,
+        ("app_log", hour - 1): 1,
+        ("ads_click", hour): 1,
+    }
+
+
+def test_bytes_category_skips_json_check() -> None:
+    checked = Validator(CATALOG, LIMITS).check([_at(0, category="trace_span", payload=b"\x00\xff")], NOW, "c")
+    assert checked.accepted == 1
+
+
+@pytest.mark.parametrize("good", [b"{}", b"[]", b'"s"', b"1", b"null", b' {"a": [1, 2.5, {"b": true}]} '])
+def test_json_problem_accepts_well_formed(good: bytes) -> None:
+    assert json_problem(good) is None
+
+
+def test_window_edges_are_inclusive() -> None:
+    checked = Validator(CATALOG, LIMITS).check([_at(3600), _at(-7 * 86400)], NOW, "c")
+    assert checked.accepted == 2
