@@ -1,5 +1,8 @@
-# The dataset and one table (module bigquery_category) per catalog category. The table layout lives in the module so
-# that the loading design (issue 5) can add helper tables/views in one place.
+# The dataset and the tables the loader (`logpipe load`, replicator/bigquery) works with:
+#   per category  <category>__committed (module bigquery_category), and the view <category> that users query, which
+#                 `logpipe load` creates because its SQL lives in replicator/bigquery/views.py;
+#   per tier      _fresh_<tier> (module bigquery_fresh), rows not yet committed.
+# The loader creates any of these that are missing and appends new NULLABLE columns, with the same rules.
 
 resource "google_bigquery_dataset" "logs" {
   project                    = var.project_id
@@ -18,6 +21,19 @@ module "bigquery_category" {
   project_id          = var.project_id
   dataset_id          = google_bigquery_dataset.logs.dataset_id
   category            = each.value
+  deletion_protection = var.table_deletion_protection
+  labels              = local.labels
+}
+
+module "bigquery_fresh" {
+  source = "./modules/bigquery_fresh"
+  # Like the loader: only tiers that have categories get a fresh table.
+  for_each = toset(distinct([for c in local.categories : c.tier]))
+
+  project_id          = var.project_id
+  dataset_id          = google_bigquery_dataset.logs.dataset_id
+  tier                = each.key
+  horizon_hours       = var.bigquery_fresh_horizon_hours
   deletion_protection = var.table_deletion_protection
   labels              = local.labels
 }

@@ -3,7 +3,7 @@
 # - Dead letters: topic/send_message_operation_count on the tier's dead-letter topic. It counts both paths into the
 #   DLQ (Pub/Sub forwarding after max_delivery_attempts, and the replicator publishing poison envelopes itself),
 #   whereas subscription/dead_letter_message_count sees only the first.
-# - Errors: a log-based metric over the replicator pods' ERROR log entries. It needs nothing from logpipe beyond
+# - Errors: a log-based metric over the replicator and loader pods' ERROR log entries. It needs nothing from logpipe beyond
 #   logging to stderr, which GKE ships to Cloud Logging (docs/deploy.md explains the choice).
 
 locals {
@@ -13,8 +13,8 @@ locals {
 resource "google_logging_metric" "replicator_errors" {
   project     = var.project_id
   name        = "${local.name_prefix}/replicator_errors"
-  description = "ERROR (or worse) log entries of logpipe replicator pods, by tier."
-  filter      = "resource.type=\"k8s_container\" AND resource.labels.namespace_name=\"${var.kubernetes_namespace}\" AND labels.\"k8s-pod/app\"=\"logpipe-replicator\" AND severity>=ERROR"
+  description = "ERROR (or worse) log entries of logpipe replicator and loader pods, by tier."
+  filter      = "resource.type=\"k8s_container\" AND resource.labels.namespace_name=\"${var.kubernetes_namespace}\" AND labels.\"k8s-pod/app\"=(\"logpipe-replicator\" OR \"logpipe-loader\") AND severity>=ERROR"
   label_extractors = {
     tier = "EXTRACT(labels.\"k8s-pod/logpipe_tier\")"
   }

@@ -37,8 +37,18 @@ output "dataset" {
 }
 
 output "tables" {
-  description = "Table users query per category: category => table id."
+  description = "What users query per category: category => view name (the view is created by `logpipe load`)."
+  value       = { for k, m in module.bigquery_category : k => m.view_id }
+}
+
+output "committed_tables" {
+  description = "Committed table per category: category => table id (<category>__committed)."
   value       = { for k, m in module.bigquery_category : k => m.table_id }
+}
+
+output "fresh_tables" {
+  description = "Fresh table per tier: tier => table id (_fresh_<tier>)."
+  value       = { for k, m in module.bigquery_fresh : k => m.table_id }
 }
 
 output "service_accounts" {

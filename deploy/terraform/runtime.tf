@@ -1,5 +1,5 @@
-# Where the replicators run: GKE (Autopilot by default), one Deployment per tier, each scaled by an HPA on its
-# subscription's backlog. Why GKE and not Cloud Run: docs/deploy.md ("Replicator runtime").
+# Where the replicators run: GKE (Autopilot by default). Per tier, one replicator Deployment (`logpipe replicate`)
+# scaled by an HPA on its subscription's backlog, and one BigQuery loader Deployment (`logpipe load`). Why GKE and not Cloud Run: docs/deploy.md ("Replicator runtime").
 
 locals {
   catalog_mount_path = "/etc/logpipe"
@@ -54,6 +54,7 @@ module "replicator" {
   namespace                        = kubernetes_namespace_v1.logpipe.metadata[0].name
   image                            = var.replicator_image
   command                          = var.replicator_command
+  loader_command                   = concat(var.loader_command, ["--horizon-hours", tostring(var.bigquery_fresh_horizon_hours)])
   service_account_email            = module.tier[each.key].replicator_service_account
   service_account_name             = "projects/${var.project_id}/serviceAccounts/${module.tier[each.key].replicator_service_account}"
   env                              = local.replicator_env

@@ -120,6 +120,16 @@ variable "dataset_location" {
   default     = null
 }
 
+variable "bigquery_fresh_horizon_hours" {
+  description = "Hours of not-yet-committed rows the category views show (`logpipe load --horizon-hours`); fresh partitions expire a day later."
+  type        = number
+  default     = 48
+  validation {
+    condition     = var.bigquery_fresh_horizon_hours >= 1 && floor(var.bigquery_fresh_horizon_hours) == var.bigquery_fresh_horizon_hours
+    error_message = "bigquery_fresh_horizon_hours must be a whole number of hours, at least 1."
+  }
+}
+
 variable "table_deletion_protection" {
   description = "Refuse to let Terraform delete the category tables and the data in them."
   type        = bool
@@ -162,7 +172,7 @@ variable "workload_identity_federation" {
 
 # --- Replicator runtime (GKE) -------------------------------------------------------------------------------------
 variable "replicator_image" {
-  description = "Container image of logpipe that the replicator deployments run, e.g. europe-docker.pkg.dev/P/logpipe/logpipe:0.1.0."
+  description = "Container image of logpipe that the replicator and loader deployments run, e.g. europe-docker.pkg.dev/P/logpipe/logpipe:0.1.0."
   type        = string
   validation {
     condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?/[^ ]+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$", var.replicator_image))
@@ -177,6 +187,16 @@ variable "replicator_command" {
   validation {
     condition     = length(var.replicator_command) > 0
     error_message = "replicator_command must not be empty."
+  }
+}
+
+variable "loader_command" {
+  description = "Command line of the BigQuery loader container; `--tier <tier> --horizon-hours <h>` is appended per deployment."
+  type        = list(string)
+  default     = ["logpipe", "load"]
+  validation {
+    condition     = length(var.loader_command) > 0
+    error_message = "loader_command must not be empty."
   }
 }
 

@@ -37,6 +37,14 @@ run "everything_comes_from_the_catalog" {
     error_message = "Output names must follow service/catalog.py."
   }
   assert {
+    condition     = toset(keys(module.bigquery_fresh)) == toset([for c in yamldecode(file("${path.module}/catalog.yaml")).categories : c.tier])
+    error_message = "There must be one fresh table per tier that has categories."
+  }
+  assert {
+    condition     = output.tables["ads_click"] == "ads_click" && output.committed_tables["ads_click"] == "ads_click__committed"
+    error_message = "Users query <category>; the committed data lives in <category>__committed."
+  }
+  assert {
     condition     = google_bigquery_dataset.logs.dataset_id == yamldecode(file("${path.module}/catalog.yaml")).dataset
     error_message = "The dataset is the catalog's dataset."
   }

@@ -9,6 +9,7 @@ variables {
   namespace                        = "logpipe"
   image                            = "europe-docker.pkg.dev/my-proj-123/logpipe/logpipe:0.1.0"
   command                          = ["logpipe", "replicate"]
+  loader_command                   = ["logpipe", "load", "--horizon-hours", "48"]
   service_account_email            = "logpipe-rep-core@my-proj-123.iam.gserviceaccount.com"
   service_account_name             = "projects/my-proj-123/serviceAccounts/logpipe-rep-core@my-proj-123.iam.gserviceaccount.com"
   env                              = { GOOGLE_CLOUD_PROJECT = "my-proj-123", LOGPIPE_BUCKET = "b", LOGPIPE_DATASET = "logpipe", LOGPIPE_CATALOG = "/etc/logpipe/catalog.yaml" }
@@ -41,6 +42,14 @@ run "deployment_and_backlog_autoscaler" {
       LOGPIPE_CATALOG      = "/etc/logpipe/catalog.yaml", LOGPIPE_TIER = "core"
     }
     error_message = "The environment comes from the module outputs, with the `logpipe env` names."
+  }
+  assert {
+    condition     = kubernetes_deployment_v1.loader.spec[0].template[0].spec[0].container[0].args == tolist(["logpipe", "load", "--horizon-hours", "48", "--tier", "core"]) && kubernetes_deployment_v1.loader.spec[0].replicas == "1"
+    error_message = "One loader pod per tier runs `logpipe load --tier <tier>`."
+  }
+  assert {
+    condition     = kubernetes_deployment_v1.loader.spec[0].template[0].spec[0].service_account_name == kubernetes_service_account_v1.replicator.metadata[0].name
+    error_message = "The loader runs as the tier's replicator identity."
   }
   assert {
     condition     = kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].image == var.image

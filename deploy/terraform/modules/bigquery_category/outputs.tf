@@ -1,9 +1,9 @@
 output "table_id" {
-  description = "Table users query for this category (today the table itself; later possibly a view)."
-  value       = google_bigquery_table.events.table_id
+  description = "The category's committed table (<category>__committed)."
+  value       = google_bigquery_table.committed.table_id
 }
 
-output "columns" {
-  description = "The table's columns as planned: name, type and mode, in order."
-  value       = [for c in local.columns : { name = c.name, type = c.type, mode = c.mode }]
+output "view_id" {
+  description = "The view users query, named after the category; `logpipe load` creates it (its SQL lives in replicator/bigquery/views.py)."
+  value       = var.category.name
 }

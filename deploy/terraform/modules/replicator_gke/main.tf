@@ -1,10 +1,15 @@
 # The replicator of one tier on GKE: a Kubernetes service account bound to the tier's Google service account through
-# Workload Identity, a Deployment of identical streaming-pull workers, and an HPA that scales them on the
-# subscription's backlog (external metric pubsub.googleapis.com|subscription|num_undelivered_messages).
+# Workload Identity, a Deployment of identical streaming-pull workers (`logpipe replicate`) with an HPA that scales
+# them on the subscription's backlog (external metric pubsub.googleapis.com|subscription|num_undelivered_messages),
+# and a one-pod Deployment of the BigQuery loader (`logpipe load`, safe to run on many workers, so a rollout that
+# briefly runs two is harmless).
 
 locals {
-  name   = "logpipe-replicator-${var.tier}"
-  labels = { app = "logpipe-replicator", logpipe_tier = var.tier }
+  name          = "logpipe-replicator-${var.tier}"
+  labels        = { app = "logpipe-replicator", logpipe_tier = var.tier }
+  loader_name   = "logpipe-loader-${var.tier}"
+  loader_labels = { app = "logpipe-loader", logpipe_tier = var.tier }
+  env           = merge(var.env, { LOGPIPE_TIER = var.tier })
 }
 
 resource "kubernetes_service_account_v1" "replicator" {
@@ -53,7 +58,7 @@ resource "kubernetes_deployment_v1" "replicator" {
           args  = concat(var.command, ["--tier", var.tier])
 
           dynamic "env" {
-            for_each = merge(var.env, { LOGPIPE_TIER = var.tier })
+            for_each = local.env
             content {
               name  = env.key
               value = env.value
@@ -90,6 +95,70 @@ resource "kubernetes_deployment_v1" "replicator" {
 
   lifecycle {
     ignore_changes = [spec[0].replicas]
+  }
+}
+
+resource "kubernetes_deployment_v1" "loader" {
+  metadata {
+    name      = local.loader_name
+    namespace = var.namespace
+    labels    = local.loader_labels
+  }
+
+  spec {
+    replicas = "1"
+
+    selector {
+      match_labels = local.loader_labels
+    }
+
+    template {
+      metadata {
+        labels = local.loader_labels
+      }
+
+      spec {
+        service_account_name             = kubernetes_service_account_v1.replicator.metadata[0].name
+        termination_grace_period_seconds = 60
+
+        container {
+          name  = "loader"
+          image = var.image
+          args  = concat(var.loader_command, ["--tier", var.tier])
+
+          dynamic "env" {
+            for_each = local.env
+            content {
+              name  = env.key
+              value = env.value
+            }
+          }
+
+          resources {
+            requests = { cpu = "250m", memory = "512Mi" }
+            limits   = { cpu = "250m", memory = "512Mi" }
+          }
+
+          volume_mount {
+            name       = "catalog"
+            mount_path = var.catalog_mount_path
+            read_only  = true
+          }
+
+          security_context {
+            run_as_non_root            = true
+            allow_privilege_escalation = false
+          }
+        }
+
+        volume {
+          name = "catalog"
+          config_map {
+            name = var.catalog_config_map
+          }
+        }
+      }
+    }
   }
 }
 

@@ -23,6 +23,11 @@ variable "command" {
   type        = list(string)
 }
 
+variable "loader_command" {
+  description = "Command line that starts the BigQuery loader; `--tier <tier>` is appended."
+  type        = list(string)
+}
+
 variable "service_account_email" {
   description = "Google service account the pods act as (through GKE Workload Identity)."
   type        = string

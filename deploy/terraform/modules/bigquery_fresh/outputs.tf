@@ -1,0 +1,4 @@
+output "table_id" {
+  description = "The tier's fresh table (_fresh_<tier>)."
+  value       = google_bigquery_table.fresh.table_id
+}
