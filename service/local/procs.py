@@ -27,6 +27,9 @@ from service.local.errors import StartupFailed
 RUN_SEPARATOR = "--- logpipe local: starting "
 """Written to a child's log before each run, so readiness checks can look at the current run only."""
 
+SETTLE_S = 0.5
+"""How long a child without a readiness check must stay alive to count as started."""
+
 ReadyCheck = Callable[[], bool]
 """Returns True once the child answers; must not raise, must return within about a second."""
 
@@ -39,7 +42,7 @@ class ProcessSpec:
         name: Unique within a stack; names the log file and the entry in endpoints.json.
         argv: The command line.
         env: Variables set on top of the launcher's environment; a value of None removes the variable.
-        ready: Polled until it returns True; None means "ready once started and still alive".
+        ready: Polled until it returns True; None means "ready once it has stayed alive for ``SETTLE_S``".
         cwd: Working directory (default: the launcher's).
     """
 
@@ -58,6 +61,7 @@ class Running:
     popen: subprocess.Popen[bytes]
     log: Path
     create_time: float
+    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:
@@ -125,7 +129,10 @@ def wait_ready(children: Sequence[Running], timeout_s: float, poll_s: float = 0.
             code = child.popen.poll()
             if code is not None:
                 raise StartupFailed(child.spec.name, f"exited with code {code}", child.log)
-            if child.spec.ready is None or child.spec.ready():
+            if child.spec.ready is None:
+                if time.monotonic() - child.started_at >= SETTLE_S:
+                    pending.remove(child)
+            elif child.spec.ready():
                 pending.remove(child)
         if not pending:
             return

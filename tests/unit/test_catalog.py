@@ -69,7 +69,7 @@ def test_lookups() -> None:
 def test_catalog_is_frozen() -> None:
     cat = parse_catalog(_base())
     with pytest.raises(ValidationError):
-        cat.dataset = "other"  # type: ignore[misc]
+        cat.dataset = "other"
 
 
 @pytest.mark.parametrize(
