@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from replicator import commands as replicator_commands
+from replicator.bigquery import commands as bigquery_commands
 from service import bench_commands, catalog_commands
 from service.frontend import commands as frontend_commands
 from service.local import commands as local_commands
@@ -31,6 +32,7 @@ catalog_commands.register(app)
 local_commands.register(app)
 frontend_commands.register(app)
 replicator_commands.register(app)
+bigquery_commands.register(app)
 bench_commands.register(app)
 
 

@@ -160,6 +160,11 @@ class LoadRunner:
                 return job, True
             except gexc.Conflict:
                 return self._client.get_job(jid, retry=self._retry), False
+            except gexc.BadRequest as exc:
+                # local-bigquery answers two racing inserts of one job id with 400 "Duplicate key" instead of 409.
+                if "duplicate key" not in str(exc).lower():
+                    raise
+                return self._client.get_job(jid, retry=self._retry), False
         except _UNREACHABLE as exc:
             raise LoadPending(f"{jid}: BigQuery unavailable: {exc!r}") from exc
 

@@ -163,8 +163,10 @@ def run_loader(
     *,
     metrics: LoaderMetrics | None = None,
     clients: tuple[Any, ObjectStore] | None = None,
+    run_first_pass: bool = True,
 ) -> None:
-    """Ensure the tables, then run passes every ``interval_seconds`` until ``stop_event`` is set.
+    """Ensure the tables, then run passes every ``interval_seconds`` until ``stop_event`` is set (with
+    ``run_first_pass``, one pass runs even if it is set already: ``logpipe load --once``).
 
     Blocks. Raises ``SchemaIncompatible`` at start when the catalog cannot be applied, and ``CatalogError`` for a bad
     catalog. Errors inside a pass are logged and the pass is retried at the next interval (bounded per pass by the
@@ -174,7 +176,9 @@ def run_loader(
     bq, store = clients or build_clients(config)
     ensure_tables(bq, catalog, dataset=config.dataset, horizon_hours=config.horizon_hours)
     loader = Loader(config, catalog, bq, store, metrics)
-    while not stop_event.is_set():
+    first = run_first_pass
+    while first or not stop_event.is_set():
+        first = False
         started = time.monotonic()
         try:
             manifests, events = loader.run_once()
