@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,12 @@ def run(minutes: float, rate: float | None, out_dir: Path, console: Console, max
             sampler.start()
             load = run_load(pipe.ingest_targets, catalog=str(default_catalog_path()), rate=r, duration_s=minutes * 60)
             samples = sampler.stop()
-            ids, _ = read_bigquery(bigquery_client(ep), catalog)
+            bq = bigquery_client(ep)
+            deadline = time.monotonic() + 300
+            ids, _ = read_bigquery(bq, catalog)
+            while sum(ids.values()) < len(load.acked) and time.monotonic() < deadline:
+                time.sleep(5)
+                ids, _ = read_bigquery(bq, catalog)
     verdict = judge(load.acked, ids, strict=False)
     trends = {n: {k: trend(samples, n, k) for k in METRICS} for n in sorted({s["name"] for s in samples})}
     flat = all(t["rss_mb"]["growth_pct"] <= max_growth_pct and t["threads"]["growth_pct"] <= max_growth_pct
