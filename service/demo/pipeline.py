@@ -65,38 +65,59 @@ class Pipeline:
         return self.config.state_dir / "logs"
 
     def start(self) -> Endpoints:
-        """Start the emulators, then the front-ends and replicators; block until all answer."""
-        ep = self._cloud.start()
-        self.endpoints = ep
+        """Start the emulators, then the front-ends, replicators and loaders; block until all answer."""
+        ep = self.start_cloud()
+        self.start_apps()
+        return ep
+
+    def start_cloud(self) -> Endpoints:
+        """Start and provision the emulators only (so a test can put proxies in front of them)."""
+        self.endpoints = self._cloud.start()
+        return self.endpoints
+
+    def start_apps(
+        self,
+        frontend_env: Mapping[str, str] | None = None,
+        replicator_env: Mapping[str, str] | None = None,
+        loader_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start the logpipe processes; ``*_env`` override the config's per-role environment. Blocks until ready."""
+        ep = self.endpoints
+        if ep is None:
+            raise RuntimeError("start_cloud() first")
+        cfg = self.config
         try:
-            base = [str(self.config.python), "-m", "service.cli"]
+            base = [str(cfg.python), "-m", "service.cli"]
             env: dict[str, str | None] = dict(ep.env())
-            for i in range(self.config.frontends):
+            for i in range(cfg.frontends):
                 port = procs.free_port()
                 addr = f"127.0.0.1:{port}"
                 self.ingest_targets.append(addr)
-                fe_env = {**env, **self.config.frontend_env, "LOGPIPE_LISTEN": addr}
-                fe_env["LOGPIPE_SPOOL_DIR"] = str(self.config.state_dir / f"spool-frontend-{i}")
+                fe_env = {**env, **cfg.frontend_env, **(frontend_env or {}), "LOGPIPE_LISTEN": addr}
+                fe_env["LOGPIPE_SPOOL_DIR"] = str(self.spool_dir(f"frontend-{i}"))
                 self._specs[f"frontend-{i}"] = procs.ProcessSpec(
-                    f"frontend-{i}", [*base, "serve", *self.config.frontend_args], fe_env, tcp_ready(port)
+                    f"frontend-{i}", [*base, "serve", *cfg.frontend_args], fe_env, tcp_ready(port)
                 )
-            for i in range(self.config.replicators):
-                r_env = {**env, **self.config.replicator_env, "LOGPIPE_WORKER_ID": f"replicator-{i}"}
+            for i in range(cfg.replicators):
+                r_env = {**env, **cfg.replicator_env, **(replicator_env or {}), "LOGPIPE_WORKER_ID": f"replicator-{i}"}
                 self._specs[f"replicator-{i}"] = procs.ProcessSpec(
-                    f"replicator-{i}", [*base, "replicate", *self.config.replicator_args], r_env, None
+                    f"replicator-{i}", [*base, "replicate", *cfg.replicator_args], r_env, None
                 )
-            for i in range(self.config.loaders):
-                l_env = {**env, **self.config.loader_env}
+            for i in range(cfg.loaders):
+                l_env = {**env, **cfg.loader_env, **(loader_env or {})}
                 self._specs[f"loader-{i}"] = procs.ProcessSpec(
-                    f"loader-{i}", [*base, "load", *self.config.loader_args], l_env, None
+                    f"loader-{i}", [*base, "load", *cfg.loader_args], l_env, None
                 )
             for name in self._specs:
                 self._running[name] = procs.start(self._specs[name], self.logs_dir)
-            procs.wait_ready(list(self._running.values()), self.config.startup_timeout_s)
+            procs.wait_ready(list(self._running.values()), cfg.startup_timeout_s)
         except BaseException:
             self.stop()
             raise
-        return ep
+
+    def spool_dir(self, frontend: str) -> Path:
+        """The on-disk spool of a front-end (kept across its restarts)."""
+        return self.config.state_dir / f"spool-{frontend}"
 
     def names(self, role: str) -> list[str]:
         """Process names of a role: ``frontend``, ``replicator`` or ``loader``."""
