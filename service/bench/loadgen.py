@@ -20,7 +20,7 @@ import grpc
 import grpc.aio
 
 from service.client.ids import uuid7_str
-from service.contract import Event, PublishRequest, PublishResponse
+from service.contract import PublishRequest, PublishResponse
 
 PUBLISH = "/logpipe.v1.Ingest/Publish"
 STREAM = "/logpipe.v1.Ingest/PublishStream"

@@ -43,23 +43,24 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def retry_delay(exc: BaseException) -> float | None:
-    """The server's ``google.rpc.RetryInfo`` delay in seconds, if the error carries one."""
-    if not isinstance(exc, grpc.RpcError) or not hasattr(exc, "trailing_metadata"):
+    """The server's ``google.rpc.RetryInfo`` delay in seconds, if the error carries one (rich status trailer)."""
+    trailers = getattr(exc, "trailing_metadata", None)
+    if not isinstance(exc, grpc.RpcError) or trailers is None:
         return None
-    try:
-        from google.rpc import error_details_pb2  # type: ignore[import-untyped]
-        from grpc_status import rpc_status
+    from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
-    except Exception:
+    try:
+        for key, value in trailers() or ():
+            if key != "grpc-status-details-bin":
+                continue
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                    info = error_details_pb2.RetryInfo()
+                    detail.Unpack(info)
+                    return float(info.retry_delay.ToNanoseconds()) / 1e9
+    except Exception:  # a malformed trailer must not break the retry loop
         return None
-    if status is None:
-        return None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return float(info.retry_delay.ToNanoseconds()) / 1e9
     return None
 
 

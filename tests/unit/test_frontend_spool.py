@@ -1,0 +1,87 @@
+"""The spool: fsync'd, ordered, bounded, crash-safe, and one owner at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.envelope import EncodedEnvelope
+from service.frontend.errors import SpoolCorrupt, SpoolFull
+from service.frontend.spool import Spool, SpoolLocked, deserialize, serialize
+
+pytestmark = pytest.mark.unit
+
+
+def env(i: int, size: int = 100) -> EncodedEnvelope:
+    return EncodedEnvelope(f"env-{i}", "app_log", bytes([i % 256]) * size, {"envelope_id": f"env-{i}", "k": "v"}, i)
+
+
+def test_round_trip_keeps_id_attributes_and_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 1 << 20)
+    assert spool.open() == []
+    for i in range(5):
+        spool.write(env(i))
+    entries = spool.entries()
+    assert [e.envelope_id for e in entries] == [f"env-{i}" for i in range(5)]
+    assert [spool.read(e) for e in entries] == [env(i) for i in range(5)]
+    spool.close()
+    # A new process (here: a new Spool) finds the same files in the same order and continues the sequence.
+    again = Spool(tmp_path, 1 << 20)
+    assert [e.envelope_id for e in again.open()] == [f"env-{i}" for i in range(5)]
+    again.write(env(9))
+    assert again.entries()[-1].envelope_id == "env-9" and again.depth == 6
+
+
+def test_half_written_tmp_files_are_dropped_on_open(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 1 << 20)
+    spool.open()
+    spool.write(env(1))
+    spool.close()
+    (tmp_path / "0000000000000002-env-2.tmp").write_bytes(serialize(env(2))[:50])
+    again = Spool(tmp_path, 1 << 20)
+    assert [e.envelope_id for e in again.open()] == ["env-1"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_corruption_is_detected_and_quarantined(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 1 << 20)
+    spool.open()
+    entry = spool.write(env(1))
+    blob = bytearray(entry.path.read_bytes())
+    blob[30] ^= 0xFF
+    entry.path.write_bytes(bytes(blob))
+    with pytest.raises(SpoolCorrupt):
+        spool.read(entry)
+    dest = spool.quarantine(entry)
+    assert dest.exists() and spool.depth == 0 and spool.bytes == 0
+
+
+@pytest.mark.parametrize("cut", [0, 5, 20, -1])
+def test_truncated_files_never_parse(cut: int) -> None:
+    blob = serialize(env(3))
+    with pytest.raises(SpoolCorrupt):
+        deserialize(blob[:cut], "x")
+
+
+def test_bound_raises_spool_full_and_remove_frees_space(tmp_path: Path) -> None:
+    one = len(serialize(env(0)))
+    spool = Spool(tmp_path, 2 * one)
+    spool.open()
+    spool.write(env(0))
+    spool.write(env(1))
+    with pytest.raises(SpoolFull) as err:
+        spool.write(env(2))
+    assert err.value.retry_after_s > 0
+    spool.remove(spool.entries()[0])
+    spool.write(env(2))
+    assert [e.envelope_id for e in spool.entries()] == ["env-1", "env-2"]
+
+
+def test_one_owner_at_a_time(tmp_path: Path) -> None:
+    first = Spool(tmp_path, 1 << 20)
+    first.open()
+    with pytest.raises(SpoolLocked):
+        Spool(tmp_path, 1 << 20).open()
+    first.close()
+    Spool(tmp_path, 1 << 20).open()
