@@ -42,6 +42,7 @@ class LocalCloud:
         self.config = config
         self._steps = steps
         self._children: list[procs.Running] = []
+        self._owns_state = False  # True once this instance has claimed the state directory
         self.endpoints: Endpoints | None = None
         self.notes: tuple[str, ...] = ()
         self.timings: dict[str, float] = {}
@@ -56,6 +57,7 @@ class LocalCloud:
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         clean_stale(cfg.state_dir, cfg.stop_timeout_s)
         me = psutil.Process()
+        self._owns_state = True
         self._write_ledger()
         try:
             ports = EmulatorPorts.resolve(cfg)
@@ -94,11 +96,18 @@ class LocalCloud:
             raise
 
     def stop(self) -> None:
-        """Stop every child (newest first), then remove endpoints.json and the ledger. Idempotent."""
-        (self.config.state_dir / FILENAME).unlink(missing_ok=True)
+        """Stop every child (newest first), then remove endpoints.json and the ledger. Idempotent.
+
+        Files are only removed if this instance claimed the state directory: a launcher refused with ``StackBusy``
+        must not delete the running stack's endpoints.json.
+        """
+        if self._owns_state:
+            (self.config.state_dir / FILENAME).unlink(missing_ok=True)
         children, self._children = self._children, []
         procs.stop(list(reversed(children)), self.config.stop_timeout_s)
-        (self.config.state_dir / LEDGER).unlink(missing_ok=True)
+        if self._owns_state:
+            (self.config.state_dir / LEDGER).unlink(missing_ok=True)
+            self._owns_state = False
         self.endpoints = None
 
     def dead_children(self) -> list[tuple[str, int, Path]]:
