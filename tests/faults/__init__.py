@@ -1,0 +1,1 @@
+"""Fault-injection helpers shared by the e2e and chaos suites."""
