@@ -116,11 +116,10 @@ def ensure_tables(
         sql = view_sql(project, ds, c, horizon_hours)
         if existing is not None and (existing.view_query or "").strip() == sql.strip():
             continue
-        view = bigquery.Table(f"{project}.{ds}.{c.name}")
-        view.view_query = sql
+        # DDL rather than update_table(view_query): atomic for readers on BigQuery, and local-bigquery stores a
+        # patched view_query without applying it.
+        bq_client.query(f"CREATE OR REPLACE VIEW `{project}.{ds}.{c.name}` AS\n{sql}").result()
+        view = bq_client.get_table(f"{project}.{ds}.{c.name}")
         view.description = c.description or f"logpipe category {c.name}: each event_id exactly once."
-        if existing is None:
-            bq_client.create_table(view, exists_ok=True)
-        else:
-            bq_client.update_table(view, ["view_query", "description"])
-        log.info("view %s.%s is up to date", ds, c.name)
+        bq_client.update_table(view, ["description"])
+        log.info("view %s.%s replaced", ds, c.name)

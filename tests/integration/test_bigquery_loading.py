@@ -27,7 +27,7 @@ from replicator.records import encode_rows, event_to_row
 from replicator.synth import make_envelope
 from service.envelope import decode
 from service.local.endpoints import Endpoints
-from tests.integration.bq_support import BqEnv, ids, make_env
+from tests.integration.test_bigquery_support import BqEnv, ids, make_env
 
 pytestmark = pytest.mark.integration
 LOGPIPE = str(Path(sys.executable).with_name("logpipe"))

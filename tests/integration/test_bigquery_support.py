@@ -1,4 +1,5 @@
-"""Shared helpers of the BigQuery integration tests: an isolated bucket and dataset on the session's local cloud."""
+"""Shared helpers (no tests) of the BigQuery integration tests: an isolated bucket and dataset on the session's
+local cloud. Named ``test_bigquery_*`` to stay inside the BigQuery test files."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from replicator.bigquery import names
 from replicator.bigquery.loader import Loader, LoaderConfig
 from replicator.bigquery.metrics import LoaderMetrics
-from replicator.finalize import FinalizeSettings, Finalizer
+from replicator.finalize import Finalizer, FinalizeSettings
 from replicator.landing import Lander
 from replicator.layout import Partition
 from replicator.metrics import Metrics
@@ -68,7 +69,8 @@ class BqEnv:
 
     def counts(self, table: str) -> tuple[int, int]:
         """(COUNT(*), COUNT(DISTINCT event_id)) of ``<dataset>.<table>``."""
-        sql = f"SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d FROM `{self.endpoints.project}.{self.dataset}.{table}`"
+        ref = f"`{self.endpoints.project}.{self.dataset}.{table}`"
+        sql = f"SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d FROM {ref}"
         row = next(iter(self.bq.query(sql).result()))
         return int(row["n"]), int(row["d"])
 
