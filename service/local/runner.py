@@ -14,6 +14,7 @@ from types import FrameType
 from rich.console import Console
 from rich.table import Table
 
+from service.catalog import CatalogError
 from service.local.config import LocalConfig
 from service.local.endpoints import Endpoints
 from service.local.errors import LocalCloudError
@@ -62,7 +63,7 @@ def run_foreground(config: LocalConfig, console: Console | None = None) -> int:
     try:
         try:
             endpoints = cloud.start()
-        except LocalCloudError as exc:
+        except (LocalCloudError, CatalogError) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             return 1
         console.print(summary(endpoints, cloud.notes, time.monotonic() - started, cloud.timings))

@@ -58,3 +58,13 @@ def test_cli_prints_one_line_and_fails(tmp_path: Path) -> None:
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("error: missing prerequisite: Pub/Sub emulator at /nonexistent/emulator")
+
+
+def test_cli_reports_a_bad_catalog_in_one_line(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "service.cli", "local", "--state-dir", str(tmp_path / "s")]
+    out = subprocess.run(
+        [*argv, "--catalog", str(tmp_path / "absent.yaml")], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"error: cannot read catalog {tmp_path / 'absent.yaml'}: No such file or directory"
+    assert not (tmp_path / "s").exists()
