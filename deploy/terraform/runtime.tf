@@ -66,6 +66,7 @@ module "replicator" {
   backlog_per_replica              = var.replicator_scaling.backlog_per_replica
   cpu                              = var.replicator_resources.cpu
   memory                           = var.replicator_resources.memory
+  scratch_size                     = var.replicator_resources.scratch
   termination_grace_period_seconds = each.value.ack_deadline_seconds + 30
 }
 

@@ -247,15 +247,16 @@ variable "replicator_scaling" {
 }
 
 variable "replicator_resources" {
-  description = "CPU and memory of one replicator pod (requests = limits, as GKE Autopilot bills requests)."
+  description = "CPU and memory of one replicator pod (requests = limits, as GKE Autopilot bills requests), and its writable /tmp."
   type = object({
-    cpu    = optional(string, "1")
-    memory = optional(string, "2Gi")
+    cpu     = optional(string, "1")
+    memory  = optional(string, "2Gi")
+    scratch = optional(string, "1Gi")
   })
   default = {}
   validation {
-    condition     = can(regex("^[0-9.]+m?$", var.replicator_resources.cpu)) && can(regex("^[0-9]+(Mi|Gi)$", var.replicator_resources.memory))
-    error_message = "replicator_resources.cpu must look like \"1\" or \"500m\"; memory like \"2Gi\" or \"512Mi\"."
+    condition     = can(regex("^[0-9.]+m?$", var.replicator_resources.cpu)) && can(regex("^[0-9]+(Mi|Gi)$", var.replicator_resources.memory)) && can(regex("^[0-9]+(Mi|Gi)$", var.replicator_resources.scratch))
+    error_message = "replicator_resources.cpu must look like \"1\" or \"500m\"; memory and scratch like \"2Gi\" or \"512Mi\"."
   }
 }
 

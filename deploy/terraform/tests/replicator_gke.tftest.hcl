@@ -21,6 +21,7 @@ variables {
   backlog_per_replica              = 500
   cpu                              = "1"
   memory                           = "2Gi"
+  scratch_size                     = "1Gi"
   termination_grace_period_seconds = 90
 }
 

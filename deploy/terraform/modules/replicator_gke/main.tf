@@ -53,9 +53,10 @@ resource "kubernetes_deployment_v1" "replicator" {
         termination_grace_period_seconds = var.termination_grace_period_seconds
 
         container {
-          name  = "replicator"
-          image = var.image
-          args  = concat(var.command, ["--tier", var.tier])
+          name              = "replicator"
+          image             = var.image
+          image_pull_policy = "Always"
+          args              = concat(var.command, ["--tier", var.tier])
 
           dynamic "env" {
             for_each = local.env
@@ -76,10 +77,18 @@ resource "kubernetes_deployment_v1" "replicator" {
             read_only  = true
           }
 
+          volume_mount {
+            name       = "tmp"
+            mount_path = "/tmp"
+          }
+
           security_context {
             run_as_non_root            = true
-            read_only_root_filesystem  = false
+            read_only_root_filesystem  = true
             allow_privilege_escalation = false
+            capabilities {
+              drop = ["ALL"]
+            }
           }
         }
 
@@ -87,6 +96,14 @@ resource "kubernetes_deployment_v1" "replicator" {
           name = "catalog"
           config_map {
             name = var.catalog_config_map
+          }
+        }
+
+        # The root filesystem is read-only; logpipe keeps its data in memory, /tmp is for libraries that want a temp file.
+        volume {
+          name = "tmp"
+          empty_dir {
+            size_limit = var.scratch_size
           }
         }
       }
@@ -122,9 +139,10 @@ resource "kubernetes_deployment_v1" "loader" {
         termination_grace_period_seconds = 60
 
         container {
-          name  = "loader"
-          image = var.image
-          args  = concat(var.loader_command, ["--tier", var.tier])
+          name              = "loader"
+          image             = var.image
+          image_pull_policy = "Always"
+          args              = concat(var.loader_command, ["--tier", var.tier])
 
           dynamic "env" {
             for_each = local.env
@@ -145,9 +163,18 @@ resource "kubernetes_deployment_v1" "loader" {
             read_only  = true
           }
 
+          volume_mount {
+            name       = "tmp"
+            mount_path = "/tmp"
+          }
+
           security_context {
             run_as_non_root            = true
+            read_only_root_filesystem  = true
             allow_privilege_escalation = false
+            capabilities {
+              drop = ["ALL"]
+            }
           }
         }
 
@@ -155,6 +182,13 @@ resource "kubernetes_deployment_v1" "loader" {
           name = "catalog"
           config_map {
             name = var.catalog_config_map
+          }
+        }
+
+        volume {
+          name = "tmp"
+          empty_dir {
+            size_limit = "1Gi"
           }
         }
       }

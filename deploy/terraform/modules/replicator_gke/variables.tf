@@ -87,3 +87,8 @@ variable "termination_grace_period_seconds" {
   description = "Time a pod gets after SIGTERM to finish in-flight envelopes before SIGKILL."
   type        = number
 }
+
+variable "scratch_size" {
+  description = "Size limit of the pod's writable /tmp (the root filesystem is read-only)."
+  type        = string
+}
