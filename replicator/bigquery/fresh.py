@@ -91,7 +91,8 @@ class FreshLoader:
         self._started = True
 
     def run(self, committed_sources: frozenset[str], done_sources: frozenset[str]) -> int:
-        """One pass (F1-F4). Returns the number of events loaded. Raises only on object-store errors."""
+        """One pass (F1-F4). Returns the number of events converted and loaded by this pass (rows of files an
+        earlier pass wrote are not counted). Raises only on object-store errors."""
         if not self._started:
             self._recover()
         events = 0

@@ -1,0 +1,103 @@
+"""The fresh path's batching on the in-memory store, with a recording fake runner: bounded batches, committed
+objects skipped, a pending batch resumed under the same id (so the same job ids), clean-up after commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from replicator.bigquery import fresh_rows, names
+from replicator.bigquery.committed import Target
+from replicator.bigquery.errors import LoadPending
+from replicator.bigquery.fresh import BatchLimits, FreshLoader
+from replicator.bigquery.jobs import LoadOutcome, LoadSpec
+from replicator.bigquery.metrics import LoaderMetrics
+from replicator.landing import Lander
+from replicator.metrics import Metrics
+from replicator.store import MemoryStore
+from replicator.synth import make_envelope
+from service.catalog import load_catalog
+
+pytestmark = pytest.mark.unit
+CAT = load_catalog()
+NOW = dt.datetime(2026, 11, 26, 13, 30, tzinfo=dt.UTC)
+
+
+class FakeRunner:
+    def __init__(self) -> None:
+        self.specs: list[LoadSpec] = []
+        self.pending = False
+
+    def load(self, spec: LoadSpec) -> LoadOutcome:
+        self.specs.append(spec)
+        if self.pending:
+            raise LoadPending("down")
+        return LoadOutcome(names.job_id(spec.job_base, 0), 1, True)
+
+
+def setup(limits: BatchLimits | None = None) -> tuple[MemoryStore, Lander, FakeRunner, FreshLoader]:
+    store = MemoryStore(clock=lambda: NOW)
+    lander = Lander(store, [c.name for c in CAT.categories], Metrics())
+    fake = FakeRunner()
+    kw: dict[str, Any] = dict(store=store, runner=fake, metrics=LoaderMetrics(), target=Target("p", "ds", "b"))
+    loader = FreshLoader(
+        tier="core", categories=CAT.categories_in("core"), horizon=dt.timedelta(hours=2), clock=lambda: NOW,
+        limits=limits, **kw,
+    )  # fmt: skip
+    return store, lander, fake, loader
+
+
+def land(lander: Lander, category: str, n: int, prefix: str) -> None:
+    enc = make_envelope(category, [f"{prefix}{i}" for i in range(n)], NOW)
+    lander.land(enc.data, enc.attributes)
+
+
+def test_one_job_per_tier_batch_and_committed_objects_are_skipped() -> None:
+    store, lander, fake, loader = setup()
+    land(lander, "ads_click", 3, "a")
+    land(lander, "login_event", 2, "l")
+    land(lander, "ads_click", 4, "c")
+    committed = frozenset(n for n in store.names() if n.startswith("staging/") and "login_event" in n)
+    assert loader.run(committed, frozenset()) == 7
+    assert len(fake.specs) == 1 and fake.specs[0].table == "p.ds._fresh_core"
+    rows = [r for n in store.names() if n.endswith(".avro") for r in fresh_rows.decode(store.read(n))]
+    assert sorted(r["event_id"] for r in rows) == sorted([*(f"a{i}" for i in range(3)), *(f"c{i}" for i in range(4))])
+    assert loader.run(committed, frozenset()) == 0 and len(fake.specs) == 1, "nothing new: no job"
+
+
+def test_batches_are_bounded() -> None:
+    _, lander, fake, loader = setup(BatchLimits(max_objects=2, max_bytes=10**9, max_file_bytes=1))
+    for i in range(5):
+        land(lander, "ads_click", 1, f"x{i}-")
+    loader.run(frozenset(), frozenset())
+    assert [len(s.uris) for s in fake.specs] == [2, 2, 1], "2 objects per batch, 1 object per file"
+
+
+def test_a_pending_batch_is_resumed_with_the_same_id_and_new_data_gets_its_own() -> None:
+    store, lander, fake, loader = setup()
+    land(lander, "ads_click", 3, "a")
+    fake.pending = True
+    assert loader.run(frozenset(), frozenset()) == 0
+    first_base = fake.specs[0].job_base
+    land(lander, "ads_click", 2, "b")
+    fake.pending = False
+    restarted = FreshLoader(
+        store=store, runner=fake, metrics=LoaderMetrics(), target=Target("p", "ds", "b"), tier="core",  # type: ignore[arg-type]
+        categories=CAT.categories_in("core"), horizon=dt.timedelta(hours=2), clock=lambda: NOW,
+    )  # fmt: skip
+    assert restarted.run(frozenset(), frozenset()) == 2, "the resumed batch's file was written before: not counted"
+    assert fake.specs[1].job_base == first_base, "the recorded batch is resumed first"
+    assert fake.specs[1].uris == fake.specs[0].uris
+    assert len(fake.specs) == 3 and fake.specs[2].job_base != first_base
+
+
+def test_batches_are_deleted_once_their_objects_are_committed_and_loaded() -> None:
+    store, lander, _, loader = setup()
+    land(lander, "ads_click", 3, "a")
+    loader.run(frozenset(), frozenset())
+    staging = frozenset(n for n in store.names() if n.startswith("staging/"))
+    assert any(n.startswith("bq/fresh/core/") for n in store.names())
+    loader.run(staging, staging)
+    assert not any(n.startswith("bq/fresh/core/") for n in store.names())
