@@ -123,3 +123,15 @@ def ensure_tables(
         view.description = c.description or f"logpipe category {c.name}: each event_id exactly once."
         bq_client.update_table(view, ["description"])
         log.info("view %s.%s replaced", ds, c.name)
+
+
+def provision_step(endpoints: Any, catalog: Catalog) -> None:
+    """``ensure_tables`` as a ``logpipe local`` provisioning step (``service.local.provision.EXTRA_STEPS`` entry
+    ``"replicator.bigquery.tables:provision_step"``); ``endpoints`` is a ``service.local.endpoints.Endpoints``."""
+    from service.local.clients import bigquery_client
+
+    client = bigquery_client(endpoints)
+    try:
+        ensure_tables(client, catalog, dataset=endpoints.dataset)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
