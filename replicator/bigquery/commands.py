@@ -81,6 +81,9 @@ def load(
     horizon_hours: Annotated[int, typer.Option(help="Fresh rows older than this are not shown.")] = 48,
     lookback_hours: Annotated[int, typer.Option(help="How far back to look for manifests to load.")] = 72,
     max_attempts: Annotated[int, typer.Option(help="Failed jobs per load before it is given up.")] = 5,
+    job_prefix: Annotated[str, typer.Option(help="First part of every job id; a new one reloads from scratch.")] = (
+        "logpipe"
+    ),
     once: Annotated[bool, typer.Option(help="Run one pass and exit.")] = False,
     metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT.")] = None,
     crash_at: Annotated[str | None, typer.Option(envvar="LOGPIPE_BQ_CRASH_AT", hidden=True)] = None,
@@ -108,6 +111,7 @@ def load(
         horizon_hours=horizon_hours,
         lookback_hours=lookback_hours,
         max_attempts=max_attempts,
+        job_prefix=job_prefix,
         crash_at=crash_at,
     )
     metrics = LoaderMetrics()
