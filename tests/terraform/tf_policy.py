@@ -7,6 +7,7 @@ line each. The tests run them on the real tree and on deliberately broken copies
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ import hcl2
 from hcl2.utils import SerializationOptions
 
 _OPTIONS = SerializationOptions(with_comments=False, strip_string_quotes=True, explicit_blocks=False)
-FORBIDDEN_ROLES = ("roles/owner", "roles/editor")
-FORBIDDEN_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+# Basic roles and public principals, as whole words (roles/bigquery.dataEditor is fine, roles/editor is not).
+_FORBIDDEN = re.compile(r"\b(roles/owner|roles/editor|allUsers|allAuthenticatedUsers)\b")
 
 
 def tf_files(root: Path) -> list[Path]:
@@ -67,9 +68,8 @@ def check_no_primitive_roles_or_public_members(root: Path) -> list[str]:
     problems = []
     for path in tf_files(root):
         for s in _strings(parse(path)):
-            for bad in (*FORBIDDEN_ROLES, *FORBIDDEN_MEMBERS):
-                if bad in s and not (bad.startswith("roles/") and s.startswith(bad + ".")):
-                    problems.append(f"{path.relative_to(root)}: forbidden {bad!r} in {s!r}")
+            for bad in _FORBIDDEN.findall(s):
+                problems.append(f"{path.relative_to(root)}: forbidden {bad!r} in {s!r}")
     return problems
 
 

@@ -21,7 +21,7 @@ run "everything_comes_from_the_catalog" {
   command = plan
 
   assert {
-    condition     = keys(module.tier) == [for t in yamldecode(file("${path.module}/catalog.yaml")).tiers : t.name] || toset(keys(module.tier)) == toset([for t in yamldecode(file("${path.module}/catalog.yaml")).tiers : t.name])
+    condition     = toset(keys(module.tier)) == toset([for t in yamldecode(file("${path.module}/catalog.yaml")).tiers : t.name])
     error_message = "There must be exactly one tier module per catalog tier."
   }
   assert {
