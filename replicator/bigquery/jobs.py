@@ -12,8 +12,9 @@ point leaves jobs that the next call finds by id; nothing is kept in memory that
 
 Giving up (``LoadFailed``) happens after a permanent reason or ``max_attempts`` failed jobs. It is made visible three
 ways: a metric (``logpipe_bq_loads_total{outcome="failed"}``), an ERROR log line, and an error record object
-``bq/errors/<job_base>.json`` with the job id, the URIs and BigQuery's errors. Raising ``max_attempts`` (after fixing
-the cause) lets the next call continue at the next attempt number.
+``bq/errors/<job_base>.json`` with the job id, the URIs and BigQuery's errors. The record is also the switch for a
+retry: while it exists, a permanently failed job found again is final; once an operator deletes it (after fixing the
+cause), the next call continues at the next attempt number, within ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -133,7 +134,10 @@ class LoadRunner:
             reason = str(err.get("reason", "unknown"))
             self._metrics.job_failures.labels(spec.kind, reason).inc()
             log.warning("load job %s failed: %s: %s", jid, reason, err.get("message"))
-            if reason not in RETRYABLE_REASONS:
+            # A permanent failure found again without its record: the operator deleted the record to ask for a
+            # retry (or a crash came before it was written). Then go on with the next attempt number.
+            permanent = reason not in RETRYABLE_REASONS
+            if permanent and (created or self._store.stat(names.error_record(spec.job_base)) is not None):
                 self._give_up(spec, job, jid, attempt + 1)
             if attempt + 1 < self._max_attempts:
                 self._sleep(min(30.0, 2.0**attempt))

@@ -126,3 +126,15 @@ def test_outage_and_long_running_jobs_are_pending_not_failed() -> None:
     client.jobs[names.job_id(SPEC.job_base, 0)].running_polls = 0
     r2, _ = runner(client, wait_seconds=5.0)
     assert r2.load(SPEC).attempts == 1 and client.inserts == 1
+
+
+def test_deleting_the_error_record_asks_for_a_retry_at_the_next_attempt() -> None:
+    client = FakeClient([{"reason": "invalid", "message": "bad"}, None])
+    store = MemoryStore()
+    r, _ = runner(client, store)
+    with pytest.raises(LoadFailed):
+        r.load(SPEC)
+    store.delete(names.error_record(SPEC.job_base))  # the operator fixed the file
+    out = r.load(SPEC)
+    assert out.job_id == names.job_id(SPEC.job_base, 1) and out.created_here
+    assert client.inserts == 2
