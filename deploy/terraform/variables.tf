@@ -85,6 +85,10 @@ variable "bucket_location" {
   description = "Location of the landing bucket. null means var.region; keep it compatible with dataset_location."
   type        = string
   default     = null
+  validation {
+    condition     = var.bucket_location == null || can(regex("^[A-Za-z]+(-[a-z]+[0-9]+)?$", var.bucket_location))
+    error_message = "bucket_location must be null, a multi-region (US, EU) or a region such as europe-west1."
+  }
 }
 
 variable "staging_retention_days" {
@@ -118,6 +122,10 @@ variable "dataset_location" {
   description = "Location of the BigQuery dataset. null means var.region; must be compatible with the bucket's location for load jobs."
   type        = string
   default     = null
+  validation {
+    condition     = var.dataset_location == null || can(regex("^[A-Za-z]+(-[a-z]+[0-9]+)?$", var.dataset_location))
+    error_message = "dataset_location must be null, a multi-region (US, EU) or a region such as europe-west1."
+  }
 }
 
 variable "bigquery_fresh_horizon_hours" {
