@@ -27,8 +27,10 @@ class LoadResult:
 
 
 def _worker(args: dict[str, Any], out: Any) -> None:
+    import random
+
     from service.catalog import load_catalog
-    from service.client import ClientOptions, IngestClient
+    from service.client import ClientOptions, IngestClient, RetryPolicy
     from service.demo import workload
 
     catalog = load_catalog(args["catalog"])
@@ -37,7 +39,13 @@ def _worker(args: dict[str, Any], out: Any) -> None:
     gen = workload.events(catalog, total, seed=args["seed"], now=dt.datetime.now(dt.UTC), pad=args["pad"])
     acked: list[str] = []
     probes: dict[str, float] = {}
-    opts = ClientOptions(max_batch_events=args["batch"])
+    opts = ClientOptions(
+        max_batch_events=args["batch"],
+        rpc_timeout_s=args["rpc_timeout_s"],
+        retry=RetryPolicy(deadline_s=args["retry_deadline_s"]),
+    )
+    rng = random.Random(args["seed"])
+    spread = args["spread_s"]
     t0 = time.monotonic()
     with IngestClient(args["targets"], options=opts) as client:
         for i, ev in enumerate(gen):
@@ -51,6 +59,8 @@ def _worker(args: dict[str, Any], out: Any) -> None:
                 attrs = {**attrs, "probe": "1"}
                 probes[ev.event_id] = time.time()
             now_t = dt.datetime.now(dt.UTC) if rate > 0 else ev.event_time
+            if spread > 0:
+                now_t = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=rng.random() * spread)
             client.send(ev.category, ev.payload, event_time=now_t, attributes=attrs, event_id=ev.event_id)
             acked.append(ev.event_id)
         result = client.flush()
@@ -79,8 +89,15 @@ def run_load(
     count: int = 0,
     batch: int = 500,
     probe_every: int = 500,
+    rpc_timeout_s: float = 10.0,
+    retry_deadline_s: float = 60.0,
+    spread_s: float = 0.0,
 ) -> LoadResult:
-    """Run ``workers`` client processes; ``rate`` <= 0 means "as fast as possible, ``count`` events each"."""
+    """Run ``workers`` client processes; ``rate`` <= 0 means "as fast as possible, ``count`` events each".
+
+    ``spread_s`` > 0 gives event times uniformly in the last ``spread_s`` seconds (several hourly partitions).
+    A timed-out call is retried on the next target, so ``rpc_timeout_s`` also sets how fast clients fail over.
+    """
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = []
@@ -95,6 +112,9 @@ def run_load(
             "count": count,
             "batch": batch,
             "probe_every": probe_every,
+            "rpc_timeout_s": rpc_timeout_s,
+            "retry_deadline_s": retry_deadline_s,
+            "spread_s": spread_s,
         }
         p = ctx.Process(target=_worker, args=(args, q), daemon=True)
         p.start()

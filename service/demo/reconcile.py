@@ -43,16 +43,19 @@ class Verdict:
 
 
 def judge(
-    acked: Iterable[str], found: Mapping[str, int], problems: Iterable[str] = (), *, strict: bool = True
+    acked: Iterable[str], found: Mapping[str, int], problems: Iterable[str] = (), *, maybe: Iterable[str] = ()
 ) -> Verdict:
-    """Compare acked event ids with a multiset of found ids. ``strict`` also flags found ids nobody was acked for.
+    """Compare acked event ids with a multiset of found ids.
 
-    (Ids that were sent but whose ack was lost may legitimately land: callers pass ``strict=False`` then.)
+    Every acked id must be found exactly once. ``maybe`` holds ids whose outcome the client could not know (the call
+    failed after the server may have stored them): each may be found at most once. Any other found id is unexpected
+    (for example a rejected event that landed anyway).
     """
     acked_set = set(acked)
+    allowed = acked_set | set(maybe)
     lost = sorted(i for i in acked_set if found.get(i, 0) == 0)
     dup = sorted(i for i, n in found.items() if n > 1)
-    unexpected = sorted(i for i in found if i not in acked_set) if strict else []
+    unexpected = sorted(i for i in found if i not in allowed)
     return Verdict(len(acked_set), sum(found.values()), tuple(lost), tuple(dup), tuple(unexpected), tuple(problems))
 
 

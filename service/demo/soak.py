@@ -80,7 +80,7 @@ def run(minutes: float, rate: float | None, out_dir: Path, console: Console, max
             while sum(ids.values()) < len(load.acked) and time.monotonic() < deadline:
                 time.sleep(5)
                 ids, _ = read_bigquery(bq, catalog)
-    verdict = judge(load.acked, ids, strict=False)
+    verdict = judge(load.acked, ids, maybe=load.failed)
     trends = {n: {k: trend(samples, n, k) for k in METRICS} for n in sorted({s["name"] for s in samples})}
     flat = all(t["rss_mb"]["growth_pct"] <= max_growth_pct and t["threads"]["growth_pct"] <= max_growth_pct
                for t in trends.values())  # fmt: skip
@@ -99,4 +99,4 @@ def run(minutes: float, rate: float | None, out_dir: Path, console: Console, max
         table.add_row(n, *(f"{t[k]['first']:.0f} -> {t[k]['last']:.0f} ({t[k]['growth_pct']:+.0f}%)" for k in METRICS))
     console.print(table)
     console.print(f"BigQuery after soak: {verdict.summary()}; flat: {flat}")
-    return flat and not verdict.lost and not verdict.duplicated
+    return flat and verdict.ok
