@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from google.cloud import bigquery, storage  # type: ignore[attr-defined]
+    from google.cloud.bigquery import Client as BigQueryClient
     from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+    from google.cloud.storage import Client as StorageClient
 
     from service.local.endpoints import Endpoints
 
@@ -49,26 +50,26 @@ def pubsub_subscriber(endpoints: Endpoints, **kwargs: Any) -> SubscriberClient:
     return SubscriberClient(transport=transport, **kwargs)
 
 
-def storage_client(endpoints: Endpoints) -> storage.Client:
+def storage_client(endpoints: Endpoints) -> StorageClient:
     """A GCS client for the stack's fake-gcs-server."""
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage  # type: ignore[attr-defined]
+    from google.cloud.storage import Client as StorageClient
 
-    return storage.Client(
+    return StorageClient(
         project=endpoints.project,
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options=ClientOptions(api_endpoint=endpoints.gcs_url),
     )
 
 
-def bigquery_client(endpoints: Endpoints) -> bigquery.Client:
+def bigquery_client(endpoints: Endpoints) -> BigQueryClient:
     """A BigQuery client for the stack's local-bigquery (REST)."""
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
+    from google.cloud.bigquery import Client as BigQueryClient
 
-    return bigquery.Client(
+    return BigQueryClient(
         project=endpoints.project,
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options=ClientOptions(api_endpoint=endpoints.bigquery_url),
