@@ -71,6 +71,9 @@ def replicate(
     max_lease_seconds: Annotated[
         float | None, typer.Option(help="Longest lease extension of one message (default 600).")
     ] = None,
+    lease_extension_seconds: Annotated[
+        int | None, typer.Option(help="Length of each lease extension; bounds redelivery after a crash (default 60).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="Landing threads per tier (default 8).")] = None,
     target_file_bytes: Annotated[
         int | None, typer.Option(help="Approximate size of a finalized data file (default 128 MiB).")
@@ -98,6 +101,7 @@ def replicate(
         "max_messages": max_messages,
         "max_bytes": max_bytes,
         "max_lease_seconds": max_lease_seconds,
+        "lease_extension_seconds": lease_extension_seconds,
         "threads": threads,
         "target_file_bytes": target_file_bytes,
         "metrics_port": metrics_port,

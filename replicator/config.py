@@ -37,6 +37,7 @@ class ReplicatorConfig(BaseModel):
     max_messages: int = Field(default=64, ge=1)
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=MAX_PUBSUB_MESSAGE)
     max_lease_seconds: float = Field(default=600.0, ge=10)
+    lease_extension_seconds: int = Field(default=60, ge=10, le=600)
     threads: int = Field(default=8, ge=1, le=256)
     target_file_bytes: int = Field(default=128 * 1024 * 1024, ge=1024)
     metrics_port: int = Field(default=0, ge=0, le=65535)

@@ -96,6 +96,9 @@ class Worker:
             max_messages=self._cfg.max_messages,
             max_bytes=self._cfg.max_bytes,
             max_lease_duration=self._cfg.max_lease_seconds,
+            # Each lease extension is this long: it bounds how late a dead worker's messages are redelivered.
+            min_duration_per_lease_extension=self._cfg.lease_extension_seconds,
+            max_duration_per_lease_extension=self._cfg.lease_extension_seconds,
         )
         for tier in self._tiers:
             sub_path = self._subscriber.subscription_path(self._project, self._catalog.subscription(tier))

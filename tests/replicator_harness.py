@@ -120,6 +120,9 @@ class Isolated:
             timeout=300,
         )
 
+    def logs_tail(self, lines: int = 40) -> str:
+        return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text().splitlines()[-lines:]) for p in self.logs)
+
     def stop_all(self) -> None:
         for p in self.procs:
             if p.poll() is None:
