@@ -26,7 +26,7 @@ $(BQ_STAMP): $(BQ_REQS) service/local/install_duckdb_extensions.py
 	@command -v "$(PY313)" >/dev/null || { echo "error: Python 3.13 not found (tried pyenv 3.13.0 and python3.13); set PY313=/path/to/python3.13" >&2; exit 1; }
 	rm -rf $(BQ_VENV)
 	"$(PY313)" -m venv $(BQ_VENV)
-	$(BQ_VENV)/bin/python -m pip install -q --no-deps -r $(BQ_REQS)
+	$(BQ_VENV)/bin/python -m pip install -qq --no-deps -r $(BQ_REQS)
 	$(BQ_VENV)/bin/python service/local/install_duckdb_extensions.py $(BQ_VENV)/duckdb-home
 	touch $(BQ_STAMP)
 
