@@ -42,8 +42,10 @@ class GcsStore:
         bucket: str,
         retry: RetryPolicy | None = None,
         on_retry: Callable[[str], None] | None = None,
+        timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
         _raise_single_request_limit()
+        self._timeout = timeout
         self._bucket = client.bucket(bucket)
         self._retry = retry or RetryPolicy()
         self._on_retry = on_retry
@@ -64,11 +66,11 @@ class GcsStore:
                     content_type=content_type or "application/octet-stream",
                     if_generation_match=0,
                     retry=None,
-                    timeout=TIMEOUT,
+                    timeout=self._timeout,
                     checksum="crc32c",
                 )
             except gexc.PreconditionFailed:
-                existing = self._bucket.get_blob(name, retry=None, timeout=TIMEOUT)
+                existing = self._bucket.get_blob(name, retry=None, timeout=self._timeout)
                 if existing is None:  # deleted in between: vanishingly rare; let the retry loop try again
                     raise gexc.ServiceUnavailable(f"{name} answered 412 but is gone") from None  # type: ignore[no-untyped-call]
                 return Created(False, str(existing.crc32c), int(existing.size or 0))
@@ -80,7 +82,7 @@ class GcsStore:
     def read(self, name: str) -> bytes:
         def attempt() -> bytes:
             try:
-                data: bytes = self._bucket.blob(name).download_as_bytes(retry=None, timeout=TIMEOUT, checksum=None)
+                data: bytes = self._bucket.blob(name).download_as_bytes(retry=None, timeout=self._timeout, checksum=None)
             except gexc.NotFound:
                 raise ObjectNotFound(name) from None
             return data
@@ -90,7 +92,7 @@ class GcsStore:
 
     def stat(self, name: str) -> ObjectInfo | None:
         def attempt() -> ObjectInfo | None:
-            b = self._bucket.get_blob(name, retry=None, timeout=TIMEOUT)
+            b = self._bucket.get_blob(name, retry=None, timeout=self._timeout)
             return None if b is None else _info(b)
 
         result: ObjectInfo | None = self._call(attempt, "stat", name)
@@ -98,7 +100,7 @@ class GcsStore:
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         def attempt() -> list[ObjectInfo]:
-            blobs = self._bucket.client.list_blobs(self._bucket, prefix=prefix, retry=None, timeout=TIMEOUT)
+            blobs = self._bucket.client.list_blobs(self._bucket, prefix=prefix, retry=None, timeout=self._timeout)
             return [_info(b) for b in blobs]
 
         infos: list[ObjectInfo] = self._call(attempt, "list", prefix)
@@ -107,7 +109,7 @@ class GcsStore:
     def delete(self, name: str) -> None:
         def attempt() -> None:
             with contextlib.suppress(gexc.NotFound):
-                self._bucket.blob(name).delete(retry=None, timeout=TIMEOUT)
+                self._bucket.blob(name).delete(retry=None, timeout=self._timeout)
 
         self._call(attempt, "delete", name)
 
