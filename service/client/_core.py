@@ -97,19 +97,19 @@ class Ledger:
         self._callback = callback
 
     def record_response(self, events: Sequence[Event], response: PublishResponse) -> None:
-        accepted = 0
+        """Count accepted events and collect rejections; works with full and compact (rejections-only) responses."""
         rejected: list[Rejection] = []
-        answered = set()
         for s in response.statuses:
-            answered.add(s.index)
-            if s.code == StatusCode.ACCEPTED:
-                accepted += 1
-            elif s.index < len(events):
+            if s.code != StatusCode.ACCEPTED and s.index < len(events):
                 e = events[s.index]
                 rejected.append(Rejection(e.event_id, e.category, StatusCode.Name(s.code), s.message))
-        failed = [Failure(e.event_id, e.category, "UNKNOWN", "no status in the response")
-                  for i, e in enumerate(events) if i not in answered]  # fmt: skip
-        self._add(accepted, rejected, failed)
+        failed: list[Failure] = []
+        if response.accepted + response.rejected != len(events):
+            failed = [Failure(e.event_id, e.category, "UNKNOWN", "the response does not account for every event")
+                      for e in events]  # fmt: skip
+            self._add(0, [], failed)
+            return
+        self._add(response.accepted, rejected, failed)
 
     def record_failure(self, events: Sequence[Event], exc: BaseException) -> None:
         code = exc.code().name if isinstance(exc, grpc.RpcError) and hasattr(exc, "code") else type(exc).__name__

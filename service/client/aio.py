@@ -201,7 +201,7 @@ class AsyncIngestClient:
 
     async def _deliver(self, batch: list[Event]) -> None:
         assert self._cv is not None and self._slots is not None
-        request = PublishRequest(events=batch)
+        request = PublishRequest(events=batch, omit_accepted_statuses=True)
         try:
             async for attempt in async_retrying(self.options.retry, before_sleep=self._targets.advance):
                 with attempt:

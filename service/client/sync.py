@@ -208,7 +208,7 @@ class IngestClient:
         return entry[1]
 
     def _deliver(self, batch: list[Event]) -> None:
-        request = PublishRequest(events=batch)
+        request = PublishRequest(events=batch, omit_accepted_statuses=True)
         try:
             for attempt in retrying(self.options.retry, before_sleep=self._targets.advance):
                 with attempt:

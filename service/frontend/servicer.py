@@ -1,7 +1,8 @@
 """``IngestServicer``: the gRPC methods ``Publish`` and ``PublishStream`` over validator, packer and sink.
 
 Contract (also in proto/logpipe/v1/ingest.proto):
-  * A response carries one status per event, in request order; accepted events are durable when it is sent.
+  * A response carries one status per event, in request order (only the rejected ones when the request set
+    ``omit_accepted_statuses``); accepted events are durable when it is sent.
   * Request-level problems are gRPC errors: UNAUTHENTICATED (no or bad token), PERMISSION_DENIED (a configured category
     the client may not write; the whole request is refused), INVALID_ARGUMENT (too many events), RESOURCE_EXHAUSTED
     with ``google.rpc.RetryInfo`` (in-flight bytes or spool full), UNAVAILABLE (shutting down, or not durable).
@@ -228,14 +229,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
 
 
 def build_response(request: PublishRequest, checked: Checked) -> PublishResponse:
-    """One status per event, in request order."""
+    """One status per event in request order; only the rejected ones if the request asked for compact answers."""
     resp = PublishResponse(sequence=request.sequence, accepted=checked.accepted, rejected=len(checked.rejections))
     add = resp.statuses.add
+    if request.omit_accepted_statuses:
+        for r in checked.rejections:
+            add(event_id=r.event_id, index=r.index, code=r.code, message=r.message)
+        return resp
     rejected = {r.index: r for r in checked.rejections}
     for i, e in enumerate(request.events):
-        r = rejected.get(i)
-        if r is None:
+        bad = rejected.get(i)
+        if bad is None:
             add(event_id=e.event_id, index=i, code=_ACCEPTED)
         else:
-            add(event_id=r.event_id, index=i, code=r.code, message=r.message)
+            add(event_id=bad.event_id, index=i, code=bad.code, message=bad.message)
     return resp

@@ -104,6 +104,10 @@ class Validator:
         reject = out.rejections.append
         seen: set[str] = set()
         uuid_match = UUID_RE.fullmatch
+        json_decode = _JSON.decode
+        max_producer = lim.max_producer_chars
+        now_secs = now.seconds
+        accepted_bytes = 0
         for i, e in enumerate(events):
             eid = e.event_id
             category = e.category
@@ -123,28 +127,30 @@ class Validator:
                 msg = f"payload is {len(payload)} bytes > limit {max_payload}"
                 reject(Rejection(i, eid, StatusCode.PAYLOAD_TOO_LARGE, msg))
                 continue
-            if e.HasField("event_time"):
-                ts = e.event_time
-                secs = ts.seconds
-                if not lo <= secs <= hi or not 0 <= ts.nanos < 1_000_000_000:
-                    reject(Rejection(i, eid, StatusCode.EVENT_TIME_OUT_OF_WINDOW, _bad_time(ts, now_s, lim)))
-                    continue
-            else:
-                secs = now.seconds
-                e.event_time.CopyFrom(now)
+            ts = e.event_time
+            secs = ts.seconds
+            nanos = ts.nanos
+            if secs == 0 and nanos == 0:  # unset (the epoch itself is outside any window anyway)
+                secs = now_secs
+                ts.CopyFrom(now)
+            elif not lo <= secs <= hi or not 0 <= nanos < 1_000_000_000:
+                reject(Rejection(i, eid, StatusCode.EVENT_TIME_OUT_OF_WINDOW, _bad_time(ts, now_s, lim)))
+                continue
             if e.attributes:
                 problem = self._attributes_problem(e)
                 if problem is not None:
                     reject(Rejection(i, eid, problem[0], problem[1]))
                     continue
-            if e.producer and len(e.producer) > lim.max_producer_chars:
-                msg = f"producer is {len(e.producer)} characters > limit {lim.max_producer_chars}"
+            if len(e.producer) > max_producer:
+                msg = f"producer is {len(e.producer)} characters > limit {max_producer}"
                 reject(Rejection(i, eid, StatusCode.INVALID_PRODUCER, msg))
                 continue
             if json_cat:
-                why = json_problem(payload)
-                if why is not None:
-                    reject(Rejection(i, eid, StatusCode.INVALID_JSON, why))
+                try:
+                    payload.decode("utf-8")
+                    json_decode(payload)
+                except (UnicodeDecodeError, msgspec.DecodeError):
+                    reject(Rejection(i, eid, StatusCode.INVALID_JSON, json_problem(payload) or "invalid JSON"))
                     continue
             if eid:
                 seen.add(eid)
@@ -158,7 +164,8 @@ class Validator:
             if group is None:
                 groups[key] = group = []
             group.append(e)
-            out.accepted_bytes += len(payload)
+            accepted_bytes += len(payload)
+        out.accepted_bytes = accepted_bytes
         out.accepted = len(events) - len(out.rejections)
         return out
 

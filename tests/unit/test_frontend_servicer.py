@@ -182,3 +182,13 @@ def test_shutdown_drains_pending_envelopes(tmp_path: Path) -> None:
         assert fut.result(timeout=10).accepted == 1
         t.join(10)
         assert len(pub.published) == 1
+
+
+def test_compact_response_lists_only_rejections(tmp_path: Path) -> None:
+    with running_frontend(tmp_path) as (_fe, stub, pub):
+        req = request(event(), event(payload=b"{oops"), event())
+        req.omit_accepted_statuses = True
+        resp = stub.Publish(req, timeout=10)
+        assert (resp.accepted, resp.rejected) == (2, 1)
+        assert [(s.index, s.code) for s in resp.statuses] == [(1, StatusCode.INVALID_JSON)]
+        assert len(published_event_ids(pub)) == 2

@@ -36,12 +36,14 @@ INVALID_JSON: StatusCode
 INVALID_PRODUCER: StatusCode
 
 class PublishRequest(_message.Message):
-    __slots__ = ("events", "sequence")
+    __slots__ = ("events", "sequence", "omit_accepted_statuses")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    OMIT_ACCEPTED_STATUSES_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]
     sequence: int
-    def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    omit_accepted_statuses: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ..., sequence: _Optional[int] = ..., omit_accepted_statuses: _Optional[bool] = ...) -> None: ...
 
 class EventStatus(_message.Message):
     __slots__ = ("event_id", "index", "code", "message")
