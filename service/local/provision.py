@@ -18,7 +18,7 @@ from service.local.endpoints import Endpoints
 
 ProvisionStep = Callable[[Endpoints, Catalog], None]
 
-EXTRA_STEPS: tuple[str, ...] = ()
+EXTRA_STEPS: tuple[str, ...] = ("replicator.bigquery.tables:provision_step",)
 """``"module:function"`` names of steps that other areas contribute; run after the built-in ones."""
 
 

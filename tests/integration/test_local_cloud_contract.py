@@ -71,6 +71,9 @@ def test_provisioned_resources_match_the_catalog(local_cloud: Endpoints, subscri
     assert storage_client(local_cloud).bucket(local_cloud.bucket).exists()
     bq = bigquery_client(local_cloud)
     assert bq.get_dataset(f"{local_cloud.project}.{catalog.dataset}").dataset_id == catalog.dataset
+    # The provisioning hook (provision.EXTRA_STEPS) made what users query: one table or view per category.
+    for c in catalog.categories:
+        assert bq.get_table(f"{local_cloud.project}.{catalog.dataset}.{c.name}").table_id == c.name
 
 
 def test_provisioning_twice_is_harmless(local_cloud: Endpoints) -> None:
