@@ -84,6 +84,9 @@ def replicate(
     drain_timeout: Annotated[
         float | None, typer.Option(help="Seconds to finish in-flight work on SIGTERM (default 20).")
     ] = None,
+    nack_delay: Annotated[
+        float | None, typer.Option(help="Pause before nacking after a permanent GCS error (default 10).")
+    ] = None,
     gcs_deadline: Annotated[
         float | None, typer.Option(help="Total seconds to retry one transient GCS failure (default 60).")
     ] = None,
@@ -107,6 +110,7 @@ def replicate(
         "metrics_port": metrics_port,
         "drain_timeout": drain_timeout,
         "gcs_deadline": gcs_deadline,
+        "nack_delay": nack_delay,
     }
     cfg = _config(flags)
     cat = _catalog(cfg.catalog_path)

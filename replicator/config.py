@@ -43,6 +43,7 @@ class ReplicatorConfig(BaseModel):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     drain_timeout: float = Field(default=20.0, ge=0)
     gcs_deadline: float = Field(default=60.0, gt=0)
+    nack_delay: float = Field(default=10.0, ge=0)
     dead_letter_timeout: float = Field(default=30.0, gt=0)
     crash_at: str | None = None
     writer: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")

@@ -4,7 +4,8 @@ Per message (steps L1-L4 of docs/design.md):
   * landed                         -> ack (``ack_with_response`` when exactly-once delivery is on)
   * poison (``PoisonEnvelope``)    -> publish to the dead-letter topic with ``reason``/``detail``/``original_*``
                                       attributes, wait for it, then ack; if that publish fails -> nack
-  * ``StoreError`` or anything else -> count, log, nack (never ack as if landed; never raise into the subscriber)
+  * ``StoreError`` or anything else -> count, log, nack (never ack as if landed; never raise into the subscriber);
+                                      a permanent error first waits ``nack_delay`` (no hot redelivery loop)
 It also tracks the messages it holds, for the watermark and the oldest-unacked-age gauge.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -64,6 +66,8 @@ class MessageHandler:
         exactly_once: bool = False,
         crash: CrashPoints = NEVER,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        nack_delay: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._lander = lander
         self._dead_letter = dead_letter
@@ -71,6 +75,8 @@ class MessageHandler:
         self._exactly_once = exactly_once
         self._crash = crash
         self._clock = clock
+        self._nack_delay = nack_delay
+        self._sleep = sleep
         self._held: dict[int, dt.datetime] = {}
         self._lock = threading.Lock()
 
@@ -107,6 +113,9 @@ class MessageHandler:
             kind = "transient_exhausted" if exc.transient else "permanent"
             self._metrics.land_errors.labels(kind).inc()
             log.error("landing message %s failed (%s), nacking: %s", message.message_id, kind, exc)
+            if not exc.transient:
+                # No retries were spent: pause so a permanent error does not burn delivery attempts in a hot loop.
+                self._sleep(self._nack_delay)
             message.nack()
             return
         self._ack(message)

@@ -82,7 +82,9 @@ class GcsStore:
     def read(self, name: str) -> bytes:
         def attempt() -> bytes:
             try:
-                data: bytes = self._bucket.blob(name).download_as_bytes(retry=None, timeout=self._timeout, checksum=None)
+                data: bytes = self._bucket.blob(name).download_as_bytes(
+                    retry=None, timeout=self._timeout, checksum=None
+                )
             except gexc.NotFound:
                 raise ObjectNotFound(name) from None
             return data

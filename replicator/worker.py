@@ -112,7 +112,13 @@ class Worker:
                 self._store, [c.name for c in self._catalog.categories_in(tier)], self._metrics, crash=self._crash
             )
             handler = MessageHandler(
-                lander, dlq, self._metrics, exactly_once=exactly_once, crash=self._crash, clock=self._clock
+                lander,
+                dlq,
+                self._metrics,
+                exactly_once=exactly_once,
+                crash=self._crash,
+                clock=self._clock,
+                nack_delay=self._cfg.nack_delay,
             )
             self._handlers.append(handler)
             executor = ThreadPoolExecutor(max_workers=self._cfg.threads, thread_name_prefix=f"land-{tier}")
