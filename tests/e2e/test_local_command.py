@@ -151,7 +151,10 @@ def test_local_starts_serves_and_stops_cleanly(tmp_path: Path, launchers: list[L
     assert not (state / FILENAME).exists()
 
 
-def test_restart_after_sigkill_cleans_up_and_keeps_gcs_data(tmp_path: Path, launchers: list[Launcher]) -> None:
+def test_restart_after_sigkill_cleans_up_and_keeps_gcs_data(
+    tmp_path: Path, launchers: list[Launcher], local_cloud: Endpoints
+) -> None:
+    # local_cloud (the session's stack) runs side by side with the stacks of this test; both must keep working.
     state = tmp_path / "stack"
     first = Launcher(state, "--frontends", "0", "--replicators", "0")
     launchers.append(first)
@@ -167,6 +170,11 @@ def test_restart_after_sigkill_cleans_up_and_keeps_gcs_data(tmp_path: Path, laun
     assert new.launcher_pid == second.proc.pid
     assert not any(_alive(p.pid, p.create_time) for p in old.processes)
     assert storage_client(new).bucket(new.bucket).blob("kept/object").download_as_bytes() == b"survives"
+
+    assert {new.pubsub_host, new.gcs_url, new.bigquery_url}.isdisjoint(
+        {local_cloud.pubsub_host, local_cloud.gcs_url, local_cloud.bigquery_url}
+    )
+    assert storage_client(local_cloud).bucket(local_cloud.bucket).blob("kept/object").exists() is False
 
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(timeout=15) == 0
