@@ -27,4 +27,7 @@ def ingest(
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
+    from replicator import bench as replicator_bench
+
+    replicator_bench.register(bench_app)
     app.add_typer(bench_app, name="bench")

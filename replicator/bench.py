@@ -1,0 +1,276 @@
+"""``logpipe bench replicate``: landing throughput of one worker from a pre-filled backlog, against a bare
+pull-and-ack loop on the same emulator, with the worker's RSS sampled over time; then finalization throughput.
+
+Setup: the Pub/Sub emulator and fake-gcs-server (memory backend) started for the run; the catalog's ``bulk`` tier
+under a bench-only prefix; ``app_log`` events of ~1 KiB (poorly compressible payloads), 1000 per envelope (~1 MiB
+uncompressed), all in one hour. The worker is a real ``logpipe replicate --no-finalize`` child process; finalization
+is a real ``logpipe finalize --before now`` child. Results: a rich table and bench/results/replicate-<ts>.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import requests
+import typer
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except requests.RequestException:
+        return 0.0
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def _provision(emu: Any, work: Path) -> tuple[Any, Path, str]:
+    from replicator.bench_backlog import PROJECT
+    from service.catalog import load_catalog
+    from service.local import provision
+    from service.local.endpoints import Endpoints
+
+    data = yaml.safe_load((REPO / "deploy/terraform/catalog.yaml").read_text())
+    data["name_prefix"] = "bench"
+    cat_path = work / "catalog.yaml"
+    cat_path.write_text(yaml.safe_dump(data))
+    catalog = load_catalog(cat_path)
+    ep = Endpoints(
+        PROJECT,
+        emu.pubsub_host,
+        emu.gcs_url,
+        "",
+        "",
+        "bench-landing",
+        catalog.dataset,
+        str(cat_path),
+        str(work),
+        os.getpid(),
+        0.0,
+    )
+    provision.provision_pubsub(ep, catalog)
+    provision.provision_bucket(ep, catalog)
+    return catalog, cat_path, ep.bucket
+
+
+def _thin(series: list[Any], n: int) -> list[Any]:
+    return series[:: max(1, len(series) // n)]
+
+
+def _child_env(emu: Any, cat_path: Path, bucket: str) -> dict[str, str]:
+    from replicator.bench_backlog import PROJECT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOGPIPE_", "PUBSUB_", "STORAGE_"))}
+    env.update(
+        {
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "PUBSUB_EMULATOR_HOST": emu.pubsub_host,
+            "STORAGE_EMULATOR_HOST": emu.gcs_url,
+            "LOGPIPE_BUCKET": bucket,
+            "LOGPIPE_CATALOG": str(cat_path),
+        }
+    )
+    return env
+
+
+def run_bench(
+    events: int, events_per_envelope: int, event_bytes: int, baseline_envelopes: int, out_dir: Path
+) -> dict[str, Any]:
+    from google.cloud import pubsub_v1
+
+    from replicator.bench_backlog import PROJECT, RssSampler, bare_pull_ack, emulators, envelopes, fill_backlog
+    from replicator.clients import GRPC_OPTIONS
+    from service.local.procs import free_port
+
+    hour = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    n_env = max(1, events // events_per_envelope)
+    report: dict[str, Any] = {
+        "started": dt.datetime.now(dt.UTC).isoformat(),
+        "events_per_envelope": events_per_envelope,
+        "event_bytes": event_bytes,
+        "cpus": os.cpu_count(),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-replicate-") as tmp, emulators(Path(tmp)) as emu:
+        work = Path(tmp)
+        catalog, cat_path, bucket = _provision(emu, work)
+        import grpc
+        from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+        publisher = pubsub_v1.PublisherClient(
+            transport=PublisherGrpcTransport(channel=grpc.insecure_channel(emu.pubsub_host, options=GRPC_OPTIONS))
+        )
+        subscriber = pubsub_v1.SubscriberClient(
+            transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(emu.pubsub_host, options=GRPC_OPTIONS))
+        )
+        topic = publisher.topic_path(PROJECT, catalog.topic("bulk"))
+        sub = subscriber.subscription_path(PROJECT, catalog.subscription("bulk"))
+
+        # 1. Baseline: a bare synchronous pull + ack loop on the same subscription.
+        fill_backlog(publisher, topic, envelopes(baseline_envelopes, events_per_envelope, event_bytes, hour, seed=99))
+        report["bare_pull_ack"] = bare_pull_ack(subscriber, sub, baseline_envelopes, max_messages=8)
+
+        # 2. Landing: fill the backlog, then one `logpipe replicate` drains it.
+        t = time.monotonic()
+        msgs, evs, size = fill_backlog(publisher, topic, envelopes(n_env, events_per_envelope, event_bytes, hour))
+        report["backlog"] = {
+            "messages": msgs,
+            "events": evs,
+            "mib": size / 2**20,
+            "publish_seconds": time.monotonic() - t,
+        }
+        port = free_port()
+        log = work / "replicate.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "service.cli",
+                    "replicate",
+                    "--tier",
+                    "bulk",
+                    "--no-finalize",
+                    "--metrics-port",
+                    str(port),
+                ],
+                env=_child_env(emu, cat_path, bucket),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
+        try:
+            with RssSampler(proc.pid) as rss:
+                while b"replicator ready" not in log.read_bytes():
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"replicate exited: {log.read_text()[-2000:]}")
+                    time.sleep(0.05)
+                start = time.monotonic()
+                progress: list[tuple[float, float]] = []
+                while (acked := _metric(port, "logpipe_replicator_messages_acked_total")) < msgs:
+                    progress.append((time.monotonic() - start, acked))
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"replicate exited: {log.read_text()[-2000:]}")
+                    time.sleep(0.25)
+                secs = time.monotonic() - start
+            landed_bytes = _metric(port, "logpipe_replicator_bytes_landed_total")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        report["landing"] = {
+            "seconds": secs,
+            "events_per_s": evs / secs,
+            "mib_per_s": landed_bytes / secs / 2**20,
+            "messages_per_s": msgs / secs,
+            "peak_rss_mib": rss.peak_mib,
+            "rss_mib_series": [(round(x, 2), round(r / 2**20, 1)) for x, r in _thin(rss.samples, 200)],
+            "acked_series": _thin(progress, 100),
+        }
+        report["landing"]["vs_bare_bytes"] = report["landing"]["mib_per_s"] / report["bare_pull_ack"]["mib_per_s"]
+
+        # 3. Finalization of the landed partition, measured separately.
+        t = time.monotonic()
+        fin = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "finalize", "--before", "now", "--category", "app_log"],
+            env=_child_env(emu, cat_path, bucket),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+            text=True,
+        )
+        with RssSampler(fin.pid) as frss:
+            out_text, err_text = fin.communicate(timeout=3600)
+        fsecs = time.monotonic() - t
+        m = re.search(r"events=(\d+) files=(\d+) duplicates=(\d+)", out_text)
+        if fin.returncode != 0 or not m:
+            raise RuntimeError(f"finalize failed: {out_text}\n{err_text[-2000:]}")
+        report["finalize"] = {
+            "seconds": fsecs,
+            "events": int(m.group(1)),
+            "files": int(m.group(2)),
+            "events_per_s": int(m.group(1)) / fsecs,
+            "mib_per_s": size / fsecs / 2**20,
+            "peak_rss_mib": frss.peak_mib,
+        }
+        publisher.transport.close()
+        subscriber.close()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"replicate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    report["path"] = str(path)
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    b, land, fin, bl = report["bare_pull_ack"], report["landing"], report["finalize"], report["backlog"]
+    t = Table(
+        title=f"logpipe bench replicate: {bl['events']:,} events backlog, {bl['messages']} envelopes, "
+        f"{report['event_bytes']} B events, {report['cpus']} CPUs"
+    )
+    for col in ("path", "events/s", "MiB/s (compressed)", "msgs/s", "peak RSS MiB", "seconds"):
+        t.add_column(col)
+    t.add_row(
+        "bare sync pull+ack (baseline)",
+        f"{b['events_per_s']:,.0f}",
+        f"{b['mib_per_s']:.1f}",
+        f"{b['messages'] / b['seconds']:.0f}",
+        "-",
+        f"{b['seconds']:.1f}",
+    )
+    t.add_row(
+        "logpipe replicate (landing)",
+        f"{land['events_per_s']:,.0f}",
+        f"{land['mib_per_s']:.1f}",
+        f"{land['messages_per_s']:.0f}",
+        f"{land['peak_rss_mib']:.0f}",
+        f"{land['seconds']:.1f}",
+    )
+    t.add_row(
+        "logpipe finalize (1 partition)",
+        f"{fin['events_per_s']:,.0f}",
+        f"{fin['mib_per_s']:.1f}",
+        "-",
+        f"{fin['peak_rss_mib']:.0f}",
+        f"{fin['seconds']:.1f}",
+    )
+    Console().print(t)
+    Console().print(f"landing bytes/s vs bare loop: {land['vs_bare_bytes']:.0%}; report: {report['path']}")
+
+
+def register(bench_app: typer.Typer) -> None:
+    """Add ``replicate`` to the ``logpipe bench`` group."""
+
+    @bench_app.command("replicate")
+    def replicate(
+        events: Annotated[
+            int, typer.Option(help="Events in the backlog (>= 1,000,000 for the RSS claim).")
+        ] = 1_000_000,
+        quick: Annotated[bool, typer.Option("--quick", help="100k events.")] = False,
+        events_per_envelope: Annotated[int, typer.Option(help="Events per envelope.")] = 1000,
+        event_bytes: Annotated[int, typer.Option(help="Approximate event size.")] = 1024,
+        baseline_envelopes: Annotated[int, typer.Option(help="Envelopes for the bare pull-ack loop.")] = 300,
+        out_dir: Annotated[Path, typer.Option(help="Where the JSON report goes.")] = Path("bench/results"),
+    ) -> None:
+        """Replicator landing throughput and RSS vs a bare pull-and-ack loop; finalization throughput."""
+        n = 100_000 if quick else events
+        print_table(
+            run_bench(
+                n, events_per_envelope, event_bytes, min(baseline_envelopes, max(1, n // events_per_envelope)), out_dir
+            )
+        )
