@@ -85,9 +85,14 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Smoke-check the local cloud: start it, publish and pull, write an object, load and query, stop it."""
+        import signal
+        import sys
+
         from service.local.errors import LocalCloudError
         from service.local.smoke import demo as run_demo
 
+        # SIGTERM unwinds like Ctrl-C, so the stack's context manager stops every child.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         try:
             run_demo(state_dir)
         except LocalCloudError as exc:
