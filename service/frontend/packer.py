@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from service.client.ids import uuid7_str
-from service.contract import Envelope, Event
+from service.contract import Envelope
 from service.envelope import EncodedEnvelope, encode
 from service.frontend.metrics import Metrics
+from service.frontend.wire import frame
 
-#: Per-event bytes added to the payload for the envelope size estimate (ids, times, tags).
+#: Per-event bytes added to the payload when accounting in-flight bytes (ids, times, tags).
 EVENT_OVERHEAD = 96
 
 
@@ -73,7 +74,7 @@ class Ticket:
 class _Batch:
     category: str
     opened: float
-    events: list[Event] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)  # framed Envelope.events entries (service.frontend.wire)
     tickets: list[Ticket] = field(default_factory=list)
     size: int = 0
 
@@ -120,24 +121,27 @@ class Packer:
             self._thread.join()
         self.flush_all()
 
-    def add(self, groups: dict[tuple[str, int], list[Event]], ticket: Ticket) -> None:
-        """Queue accepted events; completes ``ticket``'s guard hold. Seals full batches in this thread."""
+    def add(self, groups: dict[tuple[str, int], list[bytes]], ticket: Ticket, stamp: bytes = b"") -> None:
+        """Queue accepted events; completes ``ticket``'s guard hold. Seals full batches in this thread.
+
+        ``stamp`` (wire bytes, see ``service.frontend.wire``) is written onto every event of this call."""
+        framed = {key: frame(events, stamp) for key, events in groups.items()}  # byte work outside the lock
         sealed: list[_Batch] = []
         now = self._clock()
         with self._lock:
-            for key, events in groups.items():
+            for key, chunks in framed.items():
                 start = 0
-                while start < len(events):
+                while start < len(chunks):
                     batch = self._open.get(key)
                     if batch is None:
                         batch = self._open[key] = _Batch(key[0], now)
                         self._wake.notify()
                     # Take events until this batch reaches the byte target (an envelope may exceed it by one event).
                     end, size = start, batch.size
-                    while end < len(events) and size < self._target:
-                        size += len(events[end].payload) + EVENT_OVERHEAD
+                    while end < len(chunks) and size < self._target:
+                        size += len(chunks[end])
                         end += 1
-                    batch.events.extend(events[start:end])
+                    batch.chunks.extend(chunks[start:end])
                     batch.size = size
                     start = end
                     if not batch.tickets or batch.tickets[-1] is not ticket:
@@ -173,11 +177,13 @@ class Packer:
                 self._seal(batch)
 
     def _seal(self, batch: _Batch) -> None:
-        env = Envelope(envelope_id=uuid7_str(), category=batch.category, frontend=self._instance)
-        env.created.CopyFrom(_now_ts(self._wall()))
-        env.events.extend(batch.events)
         tickets = batch.tickets
         try:
+            env = Envelope.FromString(b"".join(batch.chunks))
+            env.envelope_id = uuid7_str()
+            env.category = batch.category
+            env.frontend = self._instance
+            env.created.CopyFrom(_now_ts(self._wall()))
             encoded = encode(env, level=self._level)
         except Exception as exc:  # cannot happen for validated events; never leave tickets hanging
             for t in tickets:

@@ -25,14 +25,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.catalog import Catalog
-from service.contract import ingest_pb2, ingest_pb2_grpc
+from service.contract import PublishResponse, ingest_pb2
 from service.frontend.auth import Authenticator
 from service.frontend.config import FrontendConfig
 from service.frontend.flow import InflightBytes
 from service.frontend.metrics import Metrics
 from service.frontend.packer import Packer
 from service.frontend.publisher import Publisher
-from service.frontend.servicer import IngestServicer
+from service.frontend.servicer import IngestServicer, parse_incoming
 from service.frontend.sink import DurableSink
 from service.frontend.spool import Spool
 from service.frontend.validate import Limits, Validator
@@ -95,7 +95,7 @@ class Frontend:
             options=options,
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
         )
-        ingest_pb2_grpc.add_IngestServicer_to_server(self.servicer, server)
+        server.add_generic_rpc_handlers((ingest_handlers(self.servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         address = f"{cfg.host}:{cfg.port}" if ":" not in cfg.host else f"[{cfg.host}]:{cfg.port}"
@@ -150,6 +150,20 @@ class Frontend:
     def wait(self) -> None:
         if self._server is not None:
             self._server.wait_for_termination()
+
+
+def ingest_handlers(servicer: IngestServicer) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
+    """The Ingest methods with a deserializer that also keeps each event's original bytes (see ``Incoming``)."""
+    out = PublishResponse.SerializeToString
+    handlers = {
+        "Publish": grpc.unary_unary_rpc_method_handler(
+            servicer.Publish, request_deserializer=parse_incoming, response_serializer=out
+        ),
+        "PublishStream": grpc.stream_stream_rpc_method_handler(
+            servicer.PublishStream, request_deserializer=parse_incoming, response_serializer=out
+        ),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
 def catalog_topic(catalog: Catalog) -> Callable[[str], str]:

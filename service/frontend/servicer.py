@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -26,7 +26,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[i
 from grpc_status import rpc_status
 
 from service.catalog import Catalog
-from service.contract import PublishRequest, PublishResponse, StatusCode, ingest_pb2_grpc
+from service.contract import PublishRequest, PublishResponse, StatusCode, ingest_pb2, ingest_pb2_grpc
 from service.frontend.auth import Authenticator, Identity
 from service.frontend.errors import AuthError, Backpressure
 from service.frontend.flow import InflightBytes
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 _ACCEPTED = StatusCode.ACCEPTED
 _REASONS = {v: k for k, v in StatusCode.items()}
 _END = object()
+PublishRequestEventsView = ingest_pb2.PublishRequestEventsView
 
 
 class RequestError(Exception):
@@ -59,6 +60,25 @@ class RequestError(Exception):
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
         status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=self.message, details=[detail])
         context.abort_with_status(rpc_status.to_status(status))
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A request as the server receives it: parsed, plus each event's original bytes (for packing)."""
+
+    request: PublishRequest
+    raw_events: Sequence[bytes]
+
+
+def parse_incoming(raw: bytes) -> Incoming:
+    """The gRPC request deserializer. Raises ``DecodeError`` on malformed bytes (gRPC answers INTERNAL)."""
+    return Incoming(PublishRequest.FromString(raw), PublishRequestEventsView.FromString(raw).events)
+
+
+def _unwrap(request: PublishRequest | Incoming) -> tuple[PublishRequest, Sequence[bytes] | None]:
+    if isinstance(request, Incoming):
+        return request.request, request.raw_events
+    return request, None
 
 
 @dataclass(slots=True)
@@ -105,7 +125,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         self._closing.set()
 
     # --- gRPC methods --------------------------------------------------------------------------------------------
-    def Publish(self, request: PublishRequest, context: grpc.ServicerContext) -> PublishResponse:
+    def Publish(self, request: PublishRequest | Incoming, context: grpc.ServicerContext) -> PublishResponse:
         try:
             identity = self._authenticate(context)
             admitted = self._admit(request, identity)
@@ -121,7 +141,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         return response
 
     def PublishStream(
-        self, request_iterator: Iterator[PublishRequest], context: grpc.ServicerContext
+        self, request_iterator: Iterator[PublishRequest | Incoming], context: grpc.ServicerContext
     ) -> Iterator[PublishResponse]:
         try:
             identity = self._authenticate(context)
@@ -181,9 +201,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
             raise RequestError(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
 
     def _admit(
-        self, request: PublishRequest, identity: Identity, on_done: Callable[[_Admitted], None] | None = None
+        self,
+        incoming: PublishRequest | Incoming,
+        identity: Identity,
+        on_done: Callable[[_Admitted], None] | None = None,
     ) -> _Admitted:
         """Validate and queue one request. Raises ``RequestError``. ``ticket`` is None when nothing was accepted."""
+        request, raw_events = _unwrap(incoming)
         if self._closing.is_set():
             raise RequestError(grpc.StatusCode.UNAVAILABLE, "front-end is shutting down; retry on another one")
         events = request.events
@@ -195,7 +219,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
             if forbidden:
                 msg = f"client {identity.client_id!r} may not write to categories {forbidden}"
                 raise RequestError(grpc.StatusCode.PERMISSION_DENIED, msg)
-        checked = self._validator.check(events, self._clock(), identity.client_id)
+        checked = self._validator.check(events, self._clock(), identity.client_id, raw_events)
         for r in checked.rejections:
             self._metrics.events_rejected.labels(_REASONS.get(r.code, "UNKNOWN")).inc()
         if not checked.groups:
@@ -210,7 +234,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
             )
         admitted = _Admitted(request, checked, nbytes, None)
         admitted.ticket = Ticket(None if on_done is None else lambda _err: on_done(admitted))
-        self._packer.add(checked.groups, admitted.ticket)
+        self._packer.add(checked.groups, admitted.ticket, checked.stamp)
         return admitted
 
     def _finish(self, admitted: _Admitted) -> PublishResponse:

@@ -2,8 +2,10 @@
 
 Contract: ``Validator.check`` looks at each event on its own, never raises for any event content, and returns the
 accepted events grouped by (category, UTC event hour) plus one ``Rejection`` per rejected event. It fills in
-``event_time`` (receive time) when unset and ``event_id`` (a UUIDv7) when empty, and overwrites ``ingest_time`` and
-``client_id``. Per-event cost is kept to a few microseconds: no pydantic, a compiled regex for ids, msgspec for JSON.
+``event_time`` (receive time) when unset and ``event_id`` (a UUIDv7) when empty; ``Checked.stamp`` carries the
+``ingest_time`` and ``client_id`` the packer writes onto every accepted event (see ``service.frontend.wire``).
+Per-event cost is kept to a few microseconds: no pydantic, a compiled regex for ids, msgspec for JSON, and accepted
+events are kept as the bytes they arrived as.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from service.catalog import Catalog, PayloadFormat
 from service.client.ids import uuid7_str
 from service.contract import Event, StatusCode
 from service.frontend.config import FrontendConfig
+from service.frontend.wire import stamp
 
 #: Canonical lowercase hyphenated UUID: the dedup key is the string, so only one spelling of an id is allowed.
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -60,14 +63,17 @@ class Rejection:
 
 @dataclass(slots=True)
 class Checked:
-    """The outcome for one request. ``groups`` maps (category, hour since epoch) to accepted events, in order."""
+    """The outcome for one request. ``groups`` maps (category, hour since epoch) to the accepted events, serialized,
+    in request order."""
 
-    groups: dict[tuple[str, int], list[Event]] = field(default_factory=dict)
+    groups: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     accepted: int = 0
     accepted_bytes: int = 0
     #: Event ids the front-end assigned, by request index (events sent without one).
     assigned_ids: dict[int, str] = field(default_factory=dict)
+    #: Wire bytes setting ingest_time and client_id, appended to each accepted event when packed.
+    stamp: bytes = b""
 
 
 def json_problem(payload: bytes) -> str | None:
@@ -90,8 +96,13 @@ class Validator:
         self._json = {c.name: c.payload_format is PayloadFormat.JSON for c in catalog.categories}
         self._limits = limits
 
-    def check(self, events: Sequence[Event], now_s: float, client_id: str) -> Checked:
-        """Validate ``events`` received at ``now_s`` (Unix seconds) from ``client_id``. Mutates accepted events."""
+    def check(
+        self, events: Sequence[Event], now_s: float, client_id: str, raw_events: Sequence[bytes] | None = None
+    ) -> Checked:
+        """Validate ``events`` received at ``now_s`` (Unix seconds) from ``client_id``. May fill event_time/id.
+
+        ``raw_events`` are the same events as they arrived on the wire; accepted ones are kept as they are (events
+        the front-end changed, and every event when ``raw_events`` is None, are serialized again)."""
         lim = self._limits
         is_json = self._json
         max_payload = lim.max_payload_bytes
@@ -99,7 +110,7 @@ class Validator:
         hi = now_s + lim.event_time_future_s
         now = Timestamp()
         now.FromNanoseconds(int(now_s * 1e9))
-        out = Checked()
+        out = Checked(stamp=stamp(now.seconds, now.nanos, client_id))
         groups = out.groups
         reject = out.rejections.append
         seen: set[str] = set()
@@ -130,9 +141,11 @@ class Validator:
             ts = e.event_time
             secs = ts.seconds
             nanos = ts.nanos
+            changed = False
             if secs == 0 and nanos == 0:  # unset (the epoch itself is outside any window anyway)
                 secs = now_secs
                 ts.CopyFrom(now)
+                changed = True
             elif not lo <= secs <= hi or not 0 <= nanos < 1_000_000_000:
                 reject(Rejection(i, eid, StatusCode.EVENT_TIME_OUT_OF_WINDOW, _bad_time(ts, now_s, lim)))
                 continue
@@ -157,13 +170,12 @@ class Validator:
             else:
                 eid = e.event_id = uuid7_str()
                 out.assigned_ids[i] = eid
-            e.ingest_time.CopyFrom(now)
-            e.client_id = client_id
+                changed = True
             key = (category, secs // 3600)
             group = groups.get(key)
             if group is None:
                 groups[key] = group = []
-            group.append(e)
+            group.append(e.SerializeToString() if changed or raw_events is None else raw_events[i])
             accepted_bytes += len(payload)
         out.accepted_bytes = accepted_bytes
         out.accepted = len(events) - len(out.rejections)

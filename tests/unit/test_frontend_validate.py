@@ -57,7 +57,7 @@ def test_each_bad_event_gets_its_code_and_neighbours_survive(name: str, make: ob
     assert [(r.index, r.code) for r in checked.rejections] == [(1, code)]
     assert checked.rejections[0].message  # a precise reason, never empty
     assert checked.accepted == 2
-    accepted = [e.event_id for evs in checked.groups.values() for e in evs]
+    accepted = [Event.FromString(b).event_id for evs in checked.groups.values() for b in evs]
     assert accepted == [good1.event_id, good2.event_id]
 
 
@@ -69,14 +69,17 @@ def test_duplicate_id_in_batch_rejects_the_second_only() -> None:
     assert [(r.index, r.code) for r in checked.rejections] == [(1, StatusCode.DUPLICATE_EVENT_ID)]
 
 
-def test_sets_ingest_time_client_id_and_missing_event_time_and_id() -> None:
+def test_fills_missing_event_time_and_id_and_stamps_ingest_time_and_client() -> None:
     e = Event(category="app_log", payload=b"{}", client_id="forged")
     checked = Validator(CATALOG, LIMITS).check([e], NOW, "client-7")
     assert checked.accepted == 1 and not checked.rejections
-    assert e.client_id == "client-7"
-    assert e.event_time.seconds == int(NOW) and e.ingest_time.seconds == int(NOW)
+    assert e.event_time.seconds == int(NOW)
     assert uuid.UUID(e.event_id).version == 7
     assert checked.assigned_ids == {0: e.event_id}
+    [[packed]] = checked.groups.values()
+    stamped = Event.FromString(packed + checked.stamp)
+    assert stamped.event_id == e.event_id and stamped.event_time.seconds == int(NOW)
+    assert stamped.client_id == "client-7" and stamped.ingest_time.seconds == int(NOW)
 
 
 def test_groups_by_category_and_utc_hour() -> None:
@@ -89,6 +92,14 @@ def test_groups_by_category_and_utc_hour() -> None:
         ("app_log", hour - 1): 1,
         ("ads_click", hour): 1,
     }
+
+
+def test_unchanged_events_are_kept_as_the_bytes_that_arrived() -> None:
+    e = _now_event()
+    raw = e.SerializeToString() + b""  # any bytes that parse to the same event
+    checked = Validator(CATALOG, LIMITS).check([e], NOW, "c", [raw])
+    [[kept]] = checked.groups.values()
+    assert kept is raw
 
 
 def test_bytes_category_skips_json_check() -> None:

@@ -25,21 +25,23 @@ _sym_db = _symbol_database.Default()
 from service._gen.logpipe.v1 import event_pb2 as logpipe_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17logpipe/v1/ingest.proto\x12\nlogpipe.v1\x1a\x16logpipe/v1/event.proto\"e\n\x0ePublishRequest\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.logpipe.v1.Event\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1e\n\x16omit_accepted_statuses\x18\x03 \x01(\x08\"e\n\x0b\x45ventStatus\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12$\n\x04\x63ode\x18\x03 \x01(\x0e\x32\x16.logpipe.v1.StatusCode\x12\x0f\n\x07message\x18\x04 \x01(\t\"r\n\x0fPublishResponse\x12)\n\x08statuses\x18\x01 \x03(\x0b\x32\x17.logpipe.v1.EventStatus\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r*\xa5\x02\n\nStatusCode\x12\x1b\n\x17STATUS_CODE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x14\n\x10UNKNOWN_CATEGORY\x10\x02\x12\x18\n\x14\x43\x41TEGORY_NOT_ALLOWED\x10\x03\x12\x15\n\x11PAYLOAD_TOO_LARGE\x10\x04\x12\x1c\n\x18\x45VENT_TIME_OUT_OF_WINDOW\x10\x05\x12\x14\n\x10INVALID_EVENT_ID\x10\x06\x12\x16\n\x12\x44UPLICATE_EVENT_ID\x10\x07\x12\x17\n\x13TOO_MANY_ATTRIBUTES\x10\x08\x12\x18\n\x14\x41TTRIBUTES_TOO_LARGE\x10\t\x12\x10\n\x0cINVALID_JSON\x10\n\x12\x14\n\x10INVALID_PRODUCER\x10\x0b\x32\x9a\x01\n\x06Ingest\x12\x42\n\x07Publish\x12\x1a.logpipe.v1.PublishRequest\x1a\x1b.logpipe.v1.PublishResponse\x12L\n\rPublishStream\x12\x1a.logpipe.v1.PublishRequest\x1a\x1b.logpipe.v1.PublishResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17logpipe/v1/ingest.proto\x12\nlogpipe.v1\x1a\x16logpipe/v1/event.proto\"e\n\x0ePublishRequest\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.logpipe.v1.Event\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x1e\n\x16omit_accepted_statuses\x18\x03 \x01(\x08\"*\n\x18PublishRequestEventsView\x12\x0e\n\x06\x65vents\x18\x01 \x03(\x0c\"e\n\x0b\x45ventStatus\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12$\n\x04\x63ode\x18\x03 \x01(\x0e\x32\x16.logpipe.v1.StatusCode\x12\x0f\n\x07message\x18\x04 \x01(\t\"r\n\x0fPublishResponse\x12)\n\x08statuses\x18\x01 \x03(\x0b\x32\x17.logpipe.v1.EventStatus\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r*\xa5\x02\n\nStatusCode\x12\x1b\n\x17STATUS_CODE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x14\n\x10UNKNOWN_CATEGORY\x10\x02\x12\x18\n\x14\x43\x41TEGORY_NOT_ALLOWED\x10\x03\x12\x15\n\x11PAYLOAD_TOO_LARGE\x10\x04\x12\x1c\n\x18\x45VENT_TIME_OUT_OF_WINDOW\x10\x05\x12\x14\n\x10INVALID_EVENT_ID\x10\x06\x12\x16\n\x12\x44UPLICATE_EVENT_ID\x10\x07\x12\x17\n\x13TOO_MANY_ATTRIBUTES\x10\x08\x12\x18\n\x14\x41TTRIBUTES_TOO_LARGE\x10\t\x12\x10\n\x0cINVALID_JSON\x10\n\x12\x14\n\x10INVALID_PRODUCER\x10\x0b\x32\x9a\x01\n\x06Ingest\x12\x42\n\x07Publish\x12\x1a.logpipe.v1.PublishRequest\x1a\x1b.logpipe.v1.PublishResponse\x12L\n\rPublishStream\x12\x1a.logpipe.v1.PublishRequest\x1a\x1b.logpipe.v1.PublishResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'logpipe.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUSCODE']._serialized_start=386
-  _globals['_STATUSCODE']._serialized_end=679
+  _globals['_STATUSCODE']._serialized_start=430
+  _globals['_STATUSCODE']._serialized_end=723
   _globals['_PUBLISHREQUEST']._serialized_start=63
   _globals['_PUBLISHREQUEST']._serialized_end=164
-  _globals['_EVENTSTATUS']._serialized_start=166
-  _globals['_EVENTSTATUS']._serialized_end=267
-  _globals['_PUBLISHRESPONSE']._serialized_start=269
-  _globals['_PUBLISHRESPONSE']._serialized_end=383
-  _globals['_INGEST']._serialized_start=682
-  _globals['_INGEST']._serialized_end=836
+  _globals['_PUBLISHREQUESTEVENTSVIEW']._serialized_start=166
+  _globals['_PUBLISHREQUESTEVENTSVIEW']._serialized_end=208
+  _globals['_EVENTSTATUS']._serialized_start=210
+  _globals['_EVENTSTATUS']._serialized_end=311
+  _globals['_PUBLISHRESPONSE']._serialized_start=313
+  _globals['_PUBLISHRESPONSE']._serialized_end=427
+  _globals['_INGEST']._serialized_start=726
+  _globals['_INGEST']._serialized_end=880
 # @@protoc_insertion_point(module_scope)

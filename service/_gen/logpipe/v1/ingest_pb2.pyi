@@ -45,6 +45,12 @@ class PublishRequest(_message.Message):
     omit_accepted_statuses: bool
     def __init__(self, events: _Optional[_Iterable[_Union[_event_pb2.Event, _Mapping]]] = ..., sequence: _Optional[int] = ..., omit_accepted_statuses: _Optional[bool] = ...) -> None: ...
 
+class PublishRequestEventsView(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, events: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class EventStatus(_message.Message):
     __slots__ = ("event_id", "index", "code", "message")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
