@@ -56,7 +56,8 @@ class LocalConfig:
         fake_gcs_binary: fake-gcs-server; None means "not installed".
         bq_venv: The virtualenv holding local-bigquery and DuckDB 1.5.5 (made by ``make install-emulators``).
         python: The interpreter used for ``logpipe`` children.
-        startup_timeout_s: Deadline for every child to answer.
+        startup_timeout_s: Deadline for each group of children (emulators, then front-ends and replicators) to
+            answer. The target is far lower (about 5 s idle, under 30 s busy); the slack is for CI on 2 shared cores.
         stop_timeout_s: Grace period between SIGTERM and SIGKILL.
     """
 
@@ -72,7 +73,7 @@ class LocalConfig:
     fake_gcs_binary: Path | None = field(default_factory=default_fake_gcs_binary)
     bq_venv: Path = BQ_VENV
     python: Path = Path(sys.executable)
-    startup_timeout_s: float = 30.0
+    startup_timeout_s: float = 60.0
     stop_timeout_s: float = 5.0
 
     @property

@@ -84,12 +84,12 @@ def check_prerequisites(config: LocalConfig) -> None:
             raise PrerequisiteMissing(f"DuckDB extension for the BigQuery emulator ({marker} not found)", INSTALL_HINT)
 
 
-def http_ready(url: str) -> ReadyCheck:
-    """A readiness check: GET ``url`` answers 200."""
+def http_ready(url: str, timeout_s: float = 2.0) -> ReadyCheck:
+    """A readiness check: GET ``url`` answers 200 within ``timeout_s``."""
 
     def check() -> bool:
         try:
-            return requests.get(url, timeout=1.0).status_code == 200
+            return requests.get(url, timeout=timeout_s).status_code == 200
         except requests.RequestException:
             return False
 
@@ -154,6 +154,8 @@ def emulator_specs(config: LocalConfig, ports: EmulatorPorts) -> list[ProcessSpe
         # local-bigquery reads gs:// URIs of load jobs from fake-gcs-server through this variable.
         env={**clean_env, "HOME": str(duckdb_home(config).resolve()), "STORAGE_EMULATOR_HOST": gcs_url},
         # Listing datasets runs a DuckDB query, so it also proves the extensions load.
-        ready=http_ready(f"http://127.0.0.1:{ports.bigquery}/bigquery/v2/projects/{config.project}/datasets"),
+        # The first request opens DuckDB and loads every extension (seconds on a busy machine); a patient probe
+        # avoids piling up requests behind it.
+        ready=http_ready(f"http://127.0.0.1:{ports.bigquery}/bigquery/v2/projects/{config.project}/datasets", 15.0),
     )
     return [pubsub, gcs, bigquery]

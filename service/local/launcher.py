@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -28,7 +29,7 @@ from service.local import procs
 from service.local.children import AppPlan, plan_apps, registered_commands
 from service.local.config import LocalConfig
 from service.local.emulators import EmulatorPorts, check_prerequisites, emulator_specs
-from service.local.endpoints import FILENAME, Endpoints, ProcessInfo, write_atomic
+from service.local.endpoints import FILENAME, Endpoints, write_atomic
 from service.local.errors import StackBusy
 from service.local.provision import ProvisionStep, default_steps, provision
 
@@ -85,10 +86,8 @@ class LocalCloud:
             self.notes = plan.notes
             self._launch(list(plan.specs))
             self.timings["apps"] = time.monotonic() - t0
-            processes = tuple(ProcessInfo(**c.record()) for c in self._children)  # type: ignore[arg-type]
-            self.endpoints = Endpoints(
-                **{**base.__dict__, "ingest_targets": plan.ingest_targets, "processes": processes}
-            )
+            processes = tuple(c.info() for c in self._children)
+            self.endpoints = replace(base, ingest_targets=plan.ingest_targets, processes=processes)
             self.endpoints.write(cfg.state_dir)
             return self.endpoints
         except BaseException:
@@ -141,7 +140,7 @@ class LocalCloud:
         me = psutil.Process()
         ledger = {
             "launcher": {"pid": me.pid, "create_time": me.create_time()},
-            "children": [c.record() for c in self._children],
+            "children": [asdict(c.info()) for c in self._children],
         }
         write_atomic(self.config.state_dir / LEDGER, json.dumps(ledger, indent=2) + "\n")
 
@@ -168,22 +167,21 @@ def clean_stale(state_dir: Path, grace_s: float) -> list[int]:
         else:
             launcher = launcher or {"pid": data.get("launcher_pid"), "create_time": data.get("launcher_create_time")}
             records.extend(data.get("processes") or [])
-    pid, created = launcher.get("pid"), launcher.get("create_time")
-    if (
-        isinstance(pid, int)
-        and isinstance(created, float)
-        and pid != os.getpid()
-        and procs.is_same_process(pid, created)
-    ):
+    owner = _identity(launcher)
+    if owner is not None and owner[0] != os.getpid() and procs.is_same_process(*owner):
+        pid = owner[0]
         raise StackBusy(f"a stack is already running in {state_dir} (launcher pid {pid}); stop it first")
-    leftovers = sorted(
-        {
-            int(r["pid"])  # type: ignore[call-overload]
-            for r in records
-            if isinstance(r.get("pid"), int) and procs.is_same_process(r["pid"], float(r["create_time"]))  # type: ignore[arg-type]
-        }
-    )
+    recorded = {_identity(r) for r in records} - {None}
+    leftovers = sorted(pid for pid, created in filter(None, recorded) if procs.is_same_process(pid, created))
     procs.kill_groups(leftovers, grace_s)
     for name in (LEDGER, FILENAME):
         (state_dir / name).unlink(missing_ok=True)
     return leftovers
+
+
+def _identity(record: dict[str, object]) -> tuple[int, float] | None:
+    """(pid, create_time) of a ledger or endpoints.json record, or None if it is malformed."""
+    pid, created = record.get("pid"), record.get("create_time")
+    if isinstance(pid, int) and isinstance(created, int | float):
+        return pid, float(created)
+    return None

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from service.local.endpoints import ProcessInfo
 from service.local.errors import StartupFailed
 
 RUN_SEPARATOR = "--- logpipe local: starting "
@@ -31,7 +32,7 @@ SETTLE_S = 0.5
 """How long a child without a readiness check must stay alive to count as started."""
 
 ReadyCheck = Callable[[], bool]
-"""Returns True once the child answers; must not raise, must return within about a second."""
+"""Returns True once the child answers; must not raise, and should return within a few seconds."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ class Running:
     def pid(self) -> int:
         return self.popen.pid
 
-    def record(self) -> dict[str, object]:
-        """What the ledger keeps about this child."""
-        return {"name": self.spec.name, "pid": self.pid, "create_time": self.create_time, "log": str(self.log)}
+    def info(self) -> ProcessInfo:
+        """What endpoints.json and the ledger keep about this child."""
+        return ProcessInfo(self.spec.name, self.pid, self.create_time, str(self.log))
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import psutil
@@ -112,7 +113,9 @@ def test_is_same_process_checks_the_start_time() -> None:
 
 
 def _ledger(state: Path, launcher: dict[str, object], children: list[procs.Running]) -> None:
-    state.joinpath(LEDGER).write_text(json.dumps({"launcher": launcher, "children": [c.record() for c in children]}))
+    state.joinpath(LEDGER).write_text(
+        json.dumps({"launcher": launcher, "children": [asdict(c.info()) for c in children]})
+    )
 
 
 def test_clean_stale_kills_leftovers_of_a_dead_launcher(tmp_path: Path) -> None:
@@ -136,7 +139,7 @@ def test_clean_stale_spares_a_reused_pid(tmp_path: Path) -> None:
         procs.ProcessSpec("bystander", [sys.executable, "-c", "import time; time.sleep(60)"]), tmp_path
     )
     try:
-        record = bystander.record() | {"create_time": bystander.create_time - 50}
+        record = asdict(bystander.info()) | {"create_time": bystander.create_time - 50}
         tmp_path.joinpath(LEDGER).write_text(json.dumps({"launcher": {}, "children": [record]}))
         assert clean_stale(tmp_path, grace_s=0.5) == []
         assert bystander.popen.poll() is None
