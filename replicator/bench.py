@@ -101,6 +101,7 @@ def run_bench(
         "events_per_envelope": events_per_envelope,
         "event_bytes": event_bytes,
         "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory(prefix="bench-replicate-") as tmp, emulators(Path(tmp)) as emu:
         work = Path(tmp)
@@ -207,6 +208,7 @@ def run_bench(
         }
         publisher.transport.close()
         subscriber.close()
+    report["loadavg_at_end"] = os.getloadavg()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"replicate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
@@ -250,7 +252,10 @@ def print_table(report: dict[str, Any]) -> None:
         f"{fin['seconds']:.1f}",
     )
     Console().print(t)
-    Console().print(f"landing bytes/s vs bare loop: {land['vs_bare_bytes']:.0%}; report: {report['path']}")
+    Console().print(
+        f"landing bytes/s vs bare loop: {land['vs_bare_bytes']:.0%}; load average at start/end: "
+        f"{report['loadavg_at_start'][0]:.1f}/{report['loadavg_at_end'][0]:.1f}; report: {report['path']}"
+    )
 
 
 def register(bench_app: typer.Typer) -> None:

@@ -29,8 +29,8 @@ class CrashPoints:
 
     step: str | None = None
     nth: int = 1
-    _count: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _count: int = field(default=0, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @staticmethod
     def parse(spec: str | None) -> CrashPoints:

@@ -40,6 +40,9 @@ class Metrics:
         self.duplicates_dropped = Counter(
             p + "duplicates_dropped", "Events dropped as duplicates", ["category"], registry=r
         )
+        self.misplaced_events = counter(
+            "misplaced_events", "Committed events outside their partition's hour", ("category",)
+        )
         self.dead_lettered = Counter(
             p + "dead_lettered", "Messages sent to the dead-letter topic", ["reason"], registry=r
         )

@@ -1,0 +1,119 @@
+"""The streaming-pull callback: ack only after landing, dead-letter poison with its reason, nack on store errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from replicator.errors import StoreError
+from replicator.handler import MessageHandler
+from replicator.landing import Lander
+from replicator.metrics import Metrics
+from replicator.store import Created, MemoryStore
+from replicator.synth import make_envelope
+
+pytestmark = pytest.mark.unit
+H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
+
+
+@dataclass
+class FakeMessage:
+    data: bytes
+    attributes: Mapping[str, str]
+    message_id: str = "m1"
+    publish_time: dt.datetime = H
+    calls: list[str] = field(default_factory=list)
+
+    def ack(self) -> None:
+        self.calls.append("ack")
+
+    def nack(self) -> None:
+        self.calls.append("nack")
+
+    def ack_with_response(self) -> Any:
+        self.calls.append("ack_with_response")
+
+        class Done:
+            def result(self, timeout: float) -> None:
+                return None
+
+        return Done()
+
+
+class FakeDeadLetter:
+    def __init__(self, fail: bool = False) -> None:
+        self.published: list[tuple[bytes, dict[str, str]]] = []
+        self.fail = fail
+
+    def publish(self, data: bytes, attributes: Mapping[str, str]) -> None:
+        if self.fail:
+            raise TimeoutError("dead-letter topic unreachable")
+        self.published.append((data, dict(attributes)))
+
+
+class FailingStore(MemoryStore):
+    def __init__(self, transient: bool) -> None:
+        super().__init__()
+        self.transient = transient
+
+    def create_if_absent(self, name: str, data: bytes, metadata: Mapping[str, str] | None = None,
+                         content_type: str | None = None) -> Created:  # fmt: skip
+        raise StoreError("create", name, "boom", transient=self.transient)
+
+
+def handler(store: MemoryStore, dlq: FakeDeadLetter, *, exactly_once: bool = False) -> tuple[MessageHandler, Metrics]:
+    m = Metrics()
+    sleeps: list[float] = []
+    h = MessageHandler(Lander(store, ["ads_click"], m), dlq, m, exactly_once=exactly_once, sleep=sleeps.append)
+    return h, m
+
+
+def test_landed_message_is_acked_after_the_object_exists() -> None:
+    store = MemoryStore()
+    h, m = handler(store, FakeDeadLetter())
+    enc = make_envelope("ads_click", ["a", "b"], H)
+    msg = FakeMessage(enc.data, enc.attributes)
+    h(msg)
+    assert msg.calls == ["ack"] and len(store.names()) == 1
+    h2, _ = handler(store, FakeDeadLetter(), exactly_once=True)
+    again = FakeMessage(enc.data, enc.attributes)
+    h2(again)
+    assert again.calls == ["ack_with_response"] and len(store.names()) == 1
+    assert m.messages_acked._value.get() == 1
+
+
+def test_poison_is_dead_lettered_with_reason_and_original_attributes_then_acked() -> None:
+    dlq = FakeDeadLetter()
+    h, m = handler(MemoryStore(), dlq)
+    msg = FakeMessage(
+        b"\x00garbage", {"logpipe_format": "logpipe.v1.Envelope", "logpipe_compression": "zstd", "x": "1"}
+    )
+    h(msg)
+    assert msg.calls == ["ack"]
+    [(data, attrs)] = dlq.published
+    assert data == msg.data
+    assert attrs["reason"] == "bad_compression" and attrs["original_x"] == "1" and attrs["detail"]
+    assert m.dead_lettered.labels("bad_compression")._value.get() == 1
+
+
+def test_poison_is_nacked_when_the_dead_letter_publish_fails() -> None:
+    h, _ = handler(MemoryStore(), FakeDeadLetter(fail=True))
+    msg = FakeMessage(b"x", {})
+    h(msg)
+    assert msg.calls == ["nack"]
+
+
+@pytest.mark.parametrize("transient", [True, False])
+def test_store_error_nacks_and_never_acks(transient: bool) -> None:
+    h, m = handler(FailingStore(transient), FakeDeadLetter())
+    enc = make_envelope("ads_click", ["a"], H)
+    msg = FakeMessage(enc.data, enc.attributes)
+    h(msg)
+    assert msg.calls == ["nack"]
+    kind = "transient_exhausted" if transient else "permanent"
+    assert m.land_errors.labels(kind)._value.get() == 1
+    assert h.in_flight() == 0 and h.oldest_held() is None
