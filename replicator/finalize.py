@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class FinalizeSettings:
     target_file_bytes: int = 128 * 1024 * 1024
     writer: str = "logpipe"
     lateness: dt.timedelta = dt.timedelta(minutes=10)
+
+
+def _part_generation(name: str) -> int | None:
+    m = re.search(r"/part-g(\d{4})-", name)
+    return int(m.group(1)) if m else None
 
 
 def generation_token(generation: int, sources: Iterable[str]) -> str:
@@ -100,6 +106,7 @@ class Finalizer:
             state = read_partition(self.store, p, self.layout)
             if not state.pending:
                 self._ensure_success(state)
+                self._collect_orphans(state)
                 if state.success or state.manifests:
                     self._complete[p] = state.consumed
                 return committed
@@ -205,6 +212,16 @@ class Finalizer:
             duplicates,
         )
         return name, manifest
+
+    def _collect_orphans(self, state: PartitionState) -> None:
+        """Delete part files of generations <= the committed one that no manifest names (a crashed or losing
+        finalizer's output). Safe: a generation number, once committed, can never commit other files."""
+        referenced = {f for _, m in state.manifests for f in m.file_names}
+        for info in state.data_files:
+            gen = _part_generation(info.name)
+            if info.name not in referenced and gen is not None and gen <= state.generation:
+                log.info("deleting orphan data file %s", info.name)
+                self.store.delete(info.name)
 
     def _ensure_success(self, state: PartitionState) -> None:
         """Step F6: write ``_SUCCESS`` once generation 1 is committed."""

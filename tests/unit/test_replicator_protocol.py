@@ -178,3 +178,17 @@ def test_manifest_json_round_trip() -> None:
     [m] = fin.finalize_partition(Partition("login_event", H))
     assert Manifest.from_json(m.to_json()) == m
     assert m.files[0].name.endswith(".jsonl.gz") and m.partition_label == "2026-11-26T13"
+
+
+def test_orphans_of_a_crashed_finalizer_are_collected_once_the_generation_is_committed() -> None:
+    store, lander, fin = setup()
+    e = make_envelope("ads_click", ["o1"], H)
+    lander.land(e.data, e.attributes)
+    orphan = Layout().data_file(P, 1, "deadbeefdeadbeef", 0, CAT.category("ads_click").file_format)
+    future = Layout().data_file(P, 2, "deadbeefdeadbeef", 0, CAT.category("ads_click").file_format)
+    store.create_if_absent(orphan, b"half-written by a crashed finalizer")
+    store.create_if_absent(future, b"maybe still being written for generation 2")
+    fin.finalize_partition(P)
+    names = store.names()
+    assert orphan not in names and future in names
+    assert sorted(committed_ids(store)) == ["o1"]
