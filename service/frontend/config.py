@@ -52,7 +52,8 @@ class FrontendConfig(BaseModel):
     # --- gRPC server bounds
     max_receive_message_bytes: int = Field(default=16 * MIB, ge=1024)
     max_concurrent_rpcs: int = Field(default=256, ge=1)
-    workers: int = Field(default=64, ge=1)
+    #: gRPC handler threads; default = max_concurrent_rpcs, so idle streams can never starve other RPCs of threads.
+    workers: int | None = Field(default=None, ge=1)
     # --- envelopes
     envelope_target_bytes: int = Field(default=2 * MIB, ge=1024, le=8 * MIB)
     envelope_max_latency_ms: float = Field(default=50.0, ge=0)

@@ -91,7 +91,7 @@ class Frontend:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="grpc"),
+            futures.ThreadPoolExecutor(max_workers=cfg.workers or cfg.max_concurrent_rpcs, thread_name_prefix="grpc"),
             options=options,
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
         )

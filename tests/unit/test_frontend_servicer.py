@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -192,3 +193,26 @@ def test_compact_response_lists_only_rejections(tmp_path: Path) -> None:
         assert (resp.accepted, resp.rejected) == (2, 1)
         assert [(s.index, s.code) for s in resp.statuses] == [(1, StatusCode.INVALID_JSON)]
         assert len(published_event_ids(pub)) == 2
+
+
+def test_idle_streams_cannot_wedge_the_server(tmp_path: Path) -> None:
+    with running_frontend(tmp_path, max_concurrent_rpcs=6) as (fe, stub, _pub):
+        stop = threading.Event()
+
+        def idle() -> Iterator[PublishRequest]:
+            stop.wait(30)
+            return
+            yield  # a generator that sends nothing until told to stop
+
+        calls = [stub.PublishStream(idle(), timeout=30) for _ in range(5)]
+        time.sleep(0.5)
+        assert stub.Publish(request(event()), timeout=5).accepted == 1  # a thread is still free
+        extra = [stub.PublishStream(idle(), timeout=30) for _ in range(3)]
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Publish(request(event()), timeout=5)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # refused, not queued forever
+        stop.set()
+        for c in calls + extra:
+            c.cancel()
+        assert fe.port
