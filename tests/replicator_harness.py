@@ -110,9 +110,12 @@ class Isolated:
         return p
 
     def finalize(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.cli("finalize", *args, crash_at=crash_at)
+
+    def cli(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
         extra = {"LOGPIPE_CRASH_AT": crash_at} if crash_at else {}
         return subprocess.run(
-            [sys.executable, "-m", "service.cli", "finalize", *args],
+            [sys.executable, "-m", "service.cli", *args],
             env=self.env(**extra),
             capture_output=True,
             text=True,

@@ -5,6 +5,7 @@ front-end), each exactly once. Real processes, the local cloud."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 from pathlib import Path
 
@@ -100,14 +101,23 @@ def test_late_data_after_commit_becomes_a_delta_generation(local_cloud: Endpoint
         iso.publish("core", early)
         iso.start_replicator("--no-finalize", "--tier", "core")
         wait_for(lambda: len(iso.staged()) == 3, 60, what="3 staged objects")
+        assert '"state": "open"' in iso.cli("partitions", "--json", "--category", "login_event").stdout
         out = iso.finalize("--before", "now")
         assert out.returncode == 0, out.stderr
         assert "g0001 events=30" in out.stdout
         late = make_envelope("login_event", ["late-1", "e0-0"], hour)  # e0-0 is a retry of a committed event
         iso.publish("core", [late])
         wait_for(lambda: len(iso.staged()) == 4, 60, what="late staged object")
+        assert '"state": "committed"' in iso.cli("partitions", "--json", "--category", "login_event").stdout
         out = iso.finalize("--before", "now")
         assert "g0002 events=1 files=1 duplicates=1" in out.stdout, out.stdout + out.stderr
+        [row] = [json.loads(line) for line in iso.cli("partitions", "--json").stdout.splitlines()]
+        assert (row["state"], row["generations"], row["committed_events"], row["pending_staging"]) == (
+            "complete",
+            2,
+            31,
+            0,
+        )
         counts = iso.committed()
         assert len(counts) == 31 and set(counts.values()) == {1}
     finally:
