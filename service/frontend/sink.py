@@ -68,6 +68,7 @@ class DurableSink:
         self._pending: dict[str, _Pending] = {}
         self._spooling = 0
         self._outage = False
+        self._last_replay_error = ""
         self._stop = threading.Event()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
         self._threads: list[threading.Thread] = []
@@ -205,8 +206,13 @@ class DurableSink:
         for entry, fut in inflight:
             try:
                 fut.result(timeout=self._timeout)
-            except Exception:
+            except Exception as exc:
                 ok = False
+                if repr(exc) != self._last_replay_error:  # log each distinct failure once, not every interval
+                    self._last_replay_error = repr(exc)
+                    log.warning(
+                        "spool replay failed; will retry", extra={"error": repr(exc), "depth": self._spool.depth}
+                    )
                 continue
             self._spool.remove(entry)
             self._metrics.envelopes_replayed.inc()
