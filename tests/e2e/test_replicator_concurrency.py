@@ -120,3 +120,21 @@ def test_gcs_faults_under_a_running_worker(local_cloud: Endpoints, tmp_path: Pat
         iso.stop_all()
         proxy.stop()
         time.sleep(0)
+
+
+def test_sigterm_mid_stream_drains_then_exits_and_a_restart_finishes(local_cloud: Endpoints, tmp_path: Path) -> None:
+    iso = isolated(local_cloud, tmp_path, ack_deadline=10)
+    try:
+        envs, expected = workload(dt.datetime.now(dt.UTC), 60)
+        first = iso.start_replicator(*FAST, "--tier", "core", "--no-finalize")
+        iso.publish("core", envs)
+        wait_for(lambda: len(iso.staged()) >= 3, 60, what="some landing")
+        first.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert first.wait(timeout=60) == 0, iso.logs_tail()
+        assert time.monotonic() - started < 5 + 10  # drain timeout + thread joins
+        assert "replicator stopped" in iso.logs[-1].read_text()
+        iso.start_replicator(*FAST, "--tier", "core")
+        check_exactly_once(iso, expected)
+    finally:
+        iso.stop_all()
