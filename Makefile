@@ -49,7 +49,7 @@ unit: install
 test: install install-emulators lint typecheck tf-check
 	$(VENV)/bin/pytest tests
 
-# The smoke check for now (see README); the end-to-end demo replaces it later.
+# The end-to-end demo (service/demo), or the local-cloud smoke check where it is missing; see README.
 demo: install install-emulators
 	$(VENV)/bin/logpipe demo
 

@@ -1,4 +1,4 @@
-"""``logpipe demo`` for now: a smoke check of the local cloud. The end-to-end demo replaces ``demo`` later.
+"""``logpipe smoke``: a smoke check of the local cloud (also ``logpipe demo`` where the end-to-end demo is missing).
 
 ``demo`` starts a stack (emulators only), runs ``smoke_check`` against it, prints each step, and stops the stack.
 ``smoke_check`` touches every service the pipeline uses, the way the pipeline uses it:

@@ -1,4 +1,4 @@
-"""`logpipe demo` (what `make demo` runs): the smoke check passes and leaves no process behind."""
+"""`logpipe smoke` (what `make demo` ran before the end-to-end demo): it passes and leaves no process behind."""
 
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def _processes_under(state: Path) -> list[psutil.Process]:
     return found
 
 
-def test_demo_runs_the_smoke_check_and_stops_everything(tmp_path: Path) -> None:
+def test_smoke_check_passes_and_stops_everything(tmp_path: Path) -> None:
     state = tmp_path / "demo"
     out = subprocess.run(
-        [sys.executable, "-m", "service.cli", "demo", "--state-dir", str(state)],
+        [sys.executable, "-m", "service.cli", "smoke", "--state-dir", str(state)],
         capture_output=True,
         text=True,
         timeout=240,
@@ -46,10 +46,10 @@ def test_demo_runs_the_smoke_check_and_stops_everything(tmp_path: Path) -> None:
     assert _processes_under(state) == []
 
 
-def test_demo_stops_the_stack_on_sigterm(tmp_path: Path) -> None:
+def test_smoke_check_stops_the_stack_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "demo", "--state-dir", str(state)],
+        [sys.executable, "-m", "service.cli", "smoke", "--state-dir", str(state)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -58,7 +58,7 @@ def test_demo_stops_the_stack_on_sigterm(tmp_path: Path) -> None:
         deadline = time.monotonic() + 120
         while not (state / "endpoints.json").exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-        assert (state / "endpoints.json").exists(), "the demo stack never became ready"
+        assert (state / "endpoints.json").exists(), "the smoke-check stack never became ready"
         children = Endpoints.load(state).processes
         assert {"pubsub", "gcs", "bigquery"} <= {c.name for c in children}
         proc.send_signal(signal.SIGTERM)

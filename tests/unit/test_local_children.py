@@ -71,4 +71,4 @@ def test_replicator_is_ready_when_its_log_says_so_in_the_current_run(tmp_path: P
 
 
 def test_registered_commands_sees_the_cli() -> None:
-    assert {"local", "env", "demo", "categories"} <= registered_commands()
+    assert {"local", "env", "smoke", "demo", "categories"} <= registered_commands()
