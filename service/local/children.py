@@ -18,7 +18,7 @@ from pathlib import Path
 
 from service.local.config import LocalConfig
 from service.local.endpoints import Endpoints
-from service.local.procs import RUN_SEPARATOR, ProcessSpec, ReadyCheck, free_port
+from service.local.procs import RUN_SEPARATOR, ProcessSpec, ReadyCheck, free_ports
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,8 @@ def plan_apps(config: LocalConfig, endpoints: Endpoints, available: set[str]) ->
         notes.append(f"skipped {config.frontends} front-end(s): `logpipe serve` does not exist yet")
     elif config.frontends:
         base_port = config.ports.frontend_base
-        for i in range(config.frontends):
-            port = base_port + i if base_port else free_port()
+        ports = [base_port + i for i in range(config.frontends)] if base_port else free_ports(config.frontends)
+        for i, port in enumerate(ports):
             addr = f"127.0.0.1:{port}"
             targets.append(addr)
             name = f"frontend-{i}"

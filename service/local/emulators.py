@@ -19,7 +19,7 @@ import requests
 
 from service.local.config import INSTALL_HINT, LocalConfig
 from service.local.errors import PrerequisiteMissing
-from service.local.procs import ProcessSpec, ReadyCheck, free_port
+from service.local.procs import ProcessSpec, ReadyCheck, free_ports
 
 DUCKDB_VERSION = "v1.5.5"
 DUCKDB_EXTENSIONS = ("icu", "json", "parquet", "httpfs", "avro", "ducklake", "spatial")
@@ -40,11 +40,12 @@ class EmulatorPorts:
     def resolve(cls, config: LocalConfig) -> EmulatorPorts:
         """Fixed ports from the config, free ports for the rest."""
         p = config.ports
+        spare = iter(free_ports(4))
         return cls(
-            pubsub=p.pubsub or free_port(),
-            gcs=p.gcs or free_port(),
-            bigquery=p.bigquery or free_port(),
-            bigquery_grpc=p.bigquery_grpc or free_port(),
+            pubsub=p.pubsub or next(spare),
+            gcs=p.gcs or next(spare),
+            bigquery=p.bigquery or next(spare),
+            bigquery_grpc=p.bigquery_grpc or next(spare),
         )
 
 

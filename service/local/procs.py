@@ -73,11 +73,27 @@ class Running:
         return ProcessInfo(self.spec.name, self.pid, self.create_time, str(self.log))
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now.
+
+    All sockets stay bound until every port is chosen, so the ports differ from each other; another process can
+    still take one before the child binds it (the usual bind-to-0 race), which shows up as a child failing to start.
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the usual bind-to-0 race applies)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """One free TCP port on 127.0.0.1 (see ``free_ports``)."""
+    return free_ports(1)[0]
 
 
 def start(spec: ProcessSpec, logs_dir: Path) -> Running:

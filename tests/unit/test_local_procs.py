@@ -155,3 +155,13 @@ def test_clean_stale_refuses_while_the_launcher_lives(tmp_path: Path) -> None:
             clean_stale(tmp_path, grace_s=0.5)
     finally:
         procs.stop([other], grace_s=1)
+
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    import socket
+
+    ports = procs.free_ports(40)
+    assert len(set(ports)) == 40
+    for port in ports[:5]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
