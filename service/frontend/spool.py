@@ -9,7 +9,9 @@ Contract:
   * The spool is bounded by ``max_bytes``; ``write`` raises ``SpoolFull`` past it.
   * Each file ends with a CRC32 of everything before it. ``read`` raises ``SpoolCorrupt`` on a bad file; the caller
     moves it aside with ``quarantine`` (never silently deleted).
-  * One process owns a spool directory at a time (``flock`` on ``.lock``); ``open`` raises ``SpoolLocked`` otherwise.
+  * One process owns a spool directory at a time (``flock`` on ``<directory>.lock``, a sibling file, so the directory
+    itself holds nothing but envelopes: it is empty exactly when nothing waits for Pub/Sub); ``open`` raises
+    ``SpoolLocked`` otherwise.
   * Thread-safe.
 """
 
@@ -103,7 +105,7 @@ class Spool:
     def open(self) -> list[SpoolEntry]:
         """Create/lock the directory, drop half-written files, and index what is there (oldest first)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.directory.with_name(self.directory.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

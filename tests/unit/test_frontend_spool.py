@@ -85,3 +85,11 @@ def test_one_owner_at_a_time(tmp_path: Path) -> None:
         Spool(tmp_path, 1 << 20).open()
     first.close()
     Spool(tmp_path, 1 << 20).open()
+
+
+def test_directory_is_empty_when_nothing_waits(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.open()
+    entry = spool.write(env(1))
+    spool.remove(entry)
+    assert list((tmp_path / "spool").iterdir()) == []  # the lock lives next to the directory
