@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -216,3 +217,29 @@ def test_idle_streams_cannot_wedge_the_server(tmp_path: Path) -> None:
         for c in calls + extra:
             c.cancel()
         assert fe.port
+
+
+def test_full_spool_during_outage_is_resource_exhausted(tmp_path: Path) -> None:
+    pub = FakePublisher(mode="fail")
+    with running_frontend(tmp_path, publisher=pub, spool_max_bytes=2000) as (fe, stub, _p):
+        small = stub.Publish(request(event()), timeout=10)  # fits the spool: acked from it
+        assert small.accepted == 1 and fe.spool.depth == 1
+        big = [event(category="trace_span", payload=os.urandom(3000))]  # incompressible
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Publish(request(*big), timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        status = rpc_status.from_call(err.value)
+        assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+
+
+def test_reflection_lists_the_services(tmp_path: Path) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with running_frontend(tmp_path) as (fe, _stub, _pub):
+        channel = grpc.insecure_channel(f"127.0.0.1:{fe.port}")
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        req = reflection_pb2.ServerReflectionRequest(list_services="")
+        [resp] = list(stub.ServerReflectionInfo(iter([req]), timeout=5))
+        names = {s.name for s in resp.list_services_response.service}
+        assert {"logpipe.v1.Ingest", "grpc.health.v1.Health"} <= names
+        channel.close()
