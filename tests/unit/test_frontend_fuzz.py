@@ -105,3 +105,14 @@ def test_hostile_bytes_never_crash_the_server(frontend: Any, blob: bytes) -> Non
     finally:
         channel.close()
     assert stub.Publish(PublishRequest(), timeout=10).accepted == 0  # still serving
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(events(), max_size=6), min_size=1, max_size=6))
+def test_random_streams_answer_every_request(frontend: Any, batches: list[list[Event]]) -> None:
+    _fe, stub, _pub = frontend
+    reqs = [PublishRequest(events=b, sequence=i) for i, b in enumerate(batches)]
+    responses = list(stub.PublishStream(iter(reqs), timeout=30))
+    assert sorted(r.sequence for r in responses) == list(range(len(reqs)))
+    for r in responses:
+        assert r.accepted + r.rejected == len(batches[r.sequence]) == len(r.statuses)
