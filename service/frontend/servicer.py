@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 
 from service.catalog import Catalog
@@ -58,7 +58,7 @@ class RequestError(Exception):
         delay.FromNanoseconds(int(self.retry_after_s * 1e9))
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-        status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=self.message, details=[detail])
+        status = status_pb2.Status(code=self.code.value[0], message=self.message, details=[detail])
         context.abort_with_status(rpc_status.to_status(status))
 
 
