@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -76,6 +77,7 @@ class Frontend:
         self.port = 0
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
+        self._metrics_server: Any = None
 
     def start(self) -> int:
         """Start serving; returns the bound port. Raises ``ConfigError``/``SpoolLocked``/``OSError``."""
@@ -112,7 +114,8 @@ class Frontend:
         if cfg.metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(cfg.metrics_port, addr=cfg.host, registry=self.metrics.registry)
+            self._metrics_server, _thread = start_http_server(cfg.metrics_port, addr=cfg.host,
+                                                              registry=self.metrics.registry)  # fmt: skip
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if cfg.port_file is not None:
@@ -143,6 +146,9 @@ class Frontend:
         if stop_done is not None:
             stop_done.wait(grace + 1)
         self.sink.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
         self._publisher.close()
         self.spool.close()
         log.info("stopped", extra={"spooled_left": self.spool.depth})

@@ -52,3 +52,18 @@ def test_metrics_count_outcomes(tmp_path: Path) -> None:
         assert reg.get_sample_value("logpipe_events_rejected_total", {"reason": "INVALID_JSON"}) == 1
         assert reg.get_sample_value("logpipe_requests_total", {"method": "Publish", "code": "OK"}) == 1
         assert reg.get_sample_value("logpipe_envelope_events_count") >= 1
+
+
+def test_metrics_endpoint_serves_prometheus_text(tmp_path: Path) -> None:
+    import socket
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with running_frontend(tmp_path, metrics_port=port) as (_fe, stub, _pub):
+        stub.Publish(request(event()), timeout=10)
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'logpipe_events_accepted_total{category="app_log"} 1.0' in text
+        assert "logpipe_spool_depth" in text and "logpipe_inflight_bytes" in text
