@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -48,6 +49,10 @@ def run_frontend(config_file: Path | None, env: Mapping[str, str], flags: Mappin
         print(f"logpipe serve: {exc}", file=sys.stderr)
         frontend.shutdown(0)
         return 2
+    # The hot path allocates many short-lived objects and no reference cycles worth collecting often: move what exists
+    # now out of the collector's way and collect young objects less often (measured: ~4 % of CPU in gc otherwise).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     while not stop.wait(1.0):
         pass
     frontend.shutdown()
