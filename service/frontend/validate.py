@@ -160,7 +160,8 @@ class Validator:
                 continue
             if json_cat:
                 try:
-                    payload.decode("utf-8")
+                    if not payload.isascii():  # ASCII is valid UTF-8; only decode (a copy) when it matters
+                        payload.decode("utf-8")
                     json_decode(payload)
                 except (UnicodeDecodeError, msgspec.DecodeError):
                     reject(Rejection(i, eid, StatusCode.INVALID_JSON, json_problem(payload) or "invalid JSON"))
