@@ -74,7 +74,7 @@ class Ticket:
 class _Batch:
     category: str
     opened: float
-    chunks: list[bytes] = field(default_factory=list)  # framed Envelope.events entries (service.frontend.wire)
+    chunks: list[bytes] = field(default_factory=list)  # wire parts of Envelope.events entries (service.frontend.wire)
     tickets: list[Ticket] = field(default_factory=list)
     size: int = 0
 
@@ -129,19 +129,19 @@ class Packer:
         sealed: list[_Batch] = []
         now = self._clock()
         with self._lock:
-            for key, chunks in framed.items():
+            for key, (sizes, parts) in framed.items():
                 start = 0
-                while start < len(chunks):
+                while start < len(sizes):
                     batch = self._open.get(key)
                     if batch is None:
                         batch = self._open[key] = _Batch(key[0], now)
                         self._wake.notify()
                     # Take events until this batch reaches the byte target (an envelope may exceed it by one event).
                     end, size = start, batch.size
-                    while end < len(chunks) and size < self._target:
-                        size += len(chunks[end])
+                    while end < len(sizes) and size < self._target:
+                        size += sizes[end]
                         end += 1
-                    batch.chunks.extend(chunks[start:end])
+                    batch.chunks.extend(parts[3 * start : 3 * end])
                     batch.size = size
                     start = end
                     if not batch.tickets or batch.tickets[-1] is not ticket:

@@ -32,6 +32,7 @@ def varint(n: int) -> bytes:
 
 
 _SMALL = [varint(n) for n in range(1 << 14)]
+_HEADS = [_ENVELOPE_EVENTS_TAG + v for v in _SMALL]
 
 
 def _len(n: int) -> bytes:
@@ -45,9 +46,18 @@ def stamp(ingest_seconds: int, ingest_nanos: int, client_id: str) -> bytes:
     return _INGEST_TIME_TAG + _len(len(ts)) + ts + _CLIENT_ID_TAG + _len(len(cid)) + cid
 
 
-def frame(serialized: Iterable[bytes], suffix: bytes) -> list[bytes]:
-    """Each serialized event as an ``Envelope.events`` entry carrying ``suffix``; joined, they are an Envelope's
-    event list."""
+def frame(serialized: Iterable[bytes], suffix: bytes) -> tuple[list[int], list[bytes]]:
+    """Each serialized event as an ``Envelope.events`` entry carrying ``suffix``.
+
+    Returns (sizes, parts): event i is ``parts[3*i : 3*i + 3]`` (field header, the event's bytes, suffix) and takes
+    ``sizes[i]`` bytes; ``b"".join(parts)`` is an Envelope's event list. Nothing is copied until that join."""
     extra = len(suffix)
-    tag = _ENVELOPE_EVENTS_TAG
-    return [tag + _len(len(s) + extra) + s + suffix for s in serialized]
+    heads = _HEADS
+    sizes: list[int] = []
+    parts: list[bytes] = []
+    for s in serialized:
+        n = len(s) + extra
+        head = heads[n] if n < 16384 else _ENVELOPE_EVENTS_TAG + varint(n)
+        parts += (head, s, suffix)
+        sizes.append(len(head) + n)
+    return sizes, parts

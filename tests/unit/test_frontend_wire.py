@@ -43,8 +43,10 @@ def test_framed_events_equal_field_by_field_stamping(batch: list[Event], seconds
         x.CopyFrom(e)
         x.ingest_time.seconds, x.ingest_time.nanos = seconds, nanos
         x.client_id = client
-    framed = frame([e.SerializeToString() for e in batch], stamp(seconds, nanos, client))
-    got = Envelope.FromString(b"".join(framed))
+    sizes, parts = frame([e.SerializeToString() for e in batch], stamp(seconds, nanos, client))
+    got = Envelope.FromString(b"".join(parts))
+    assert len(parts) == 3 * len(batch)
+    assert [len(b"".join(parts[3 * i : 3 * i + 3])) for i in range(len(batch))] == sizes
     assert got == expected
 
 
