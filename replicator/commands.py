@@ -145,6 +145,11 @@ def replicate(
         worker.wait()
     finally:
         worker.stop()
+        # Do not wait for abandoned callbacks (e.g. an upload still retrying): their messages are unacked and will be
+        # redelivered. os._exit skips the interpreter's join of executor threads.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def _parse_before(before: str) -> dt.datetime:

@@ -136,7 +136,7 @@ class MessageHandler:
     def _ack(self, message: Any) -> None:
         if self._exactly_once:
             try:
-                message.ack_with_response().result(timeout=60)
+                message.ack_with_response().result(timeout=10)
             except Exception as exc:  # harmless: a redelivery answers 412 and acks again
                 log.warning("ack of %s not confirmed: %r", message.message_id, exc)
                 return

@@ -3,15 +3,18 @@
 Lifecycle:
   * ``start()`` opens one streaming pull per tier (flow control by messages and bytes; leases extended by the client
     up to ``max_lease_seconds``) and starts the finalizer thread. Logs ``replicator ready tiers=...``.
-  * ``stop()`` (SIGTERM/SIGINT) cancels the pulls so no new message arrives, waits up to ``drain_timeout`` for
-    in-flight callbacks (each lands and acks, or nacks), stops the finalizer between partitions, and returns.
-    Whatever is still in flight is abandoned: unacked, so Pub/Sub redelivers it; landing is idempotent.
+  * ``stop()`` (SIGTERM/SIGINT) cancels the pulls so no new message arrives (messages queued but not started are
+    nacked by the client), waits up to ``drain_timeout`` for running callbacks (each lands and acks, or nacks),
+    stops the finalizer between partitions, and returns. Whatever still runs is abandoned: the entry point then
+    ends the process with ``os._exit`` (no waiting on stuck threads); the messages stay unacked and Pub/Sub
+    redelivers them; landing is idempotent.
   * Closability (docs/design.md, "Watermark"): W = min(now, publish time of the oldest message held); a partition is
     closable when W >= hour end + lateness.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import logging
 import threading
@@ -122,8 +125,14 @@ class Worker:
             )
             self._handlers.append(handler)
             executor = ThreadPoolExecutor(max_workers=self._cfg.threads, thread_name_prefix=f"land-{tier}")
+            # await_callbacks_on_shutdown: on cancel, running callbacks finish (and their acks are sent, the
+            # dispatcher is stopped only after them); queued ones are nacked by the client.
             future = self._subscriber.subscribe(
-                sub_path, handler, flow_control=flow, scheduler=ThreadScheduler(executor=executor)
+                sub_path,
+                handler,
+                flow_control=flow,
+                scheduler=ThreadScheduler(executor=executor),
+                await_callbacks_on_shutdown=True,
             )
             self._futures.append(future)
             log.info("subscribed %s (exactly_once=%s)", sub_path, exactly_once)
@@ -166,8 +175,13 @@ class Worker:
         for f in self._futures:
             f.cancel()
         deadline = time.monotonic() + self._cfg.drain_timeout
-        while time.monotonic() < deadline and any(h.in_flight() for h in self._handlers):
-            time.sleep(0.05)
+        for f in self._futures:
+            try:
+                f.result(timeout=max(0.0, deadline - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                pass
+            except Exception as exc:  # the stream ended with an error; nothing more to drain from it
+                log.info("streaming pull ended: %r", exc)
         left = sum(h.in_flight() for h in self._handlers)
         if left:
             log.warning("abandoning %d in-flight messages (unacked; Pub/Sub will redeliver them)", left)
