@@ -41,6 +41,33 @@ class ClientOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
+class Outstanding:
+    """Which sent events are not settled yet, by send order. Callers hold their own lock around every call.
+
+    ``flush`` must wait for events sent *before* it, even while other threads keep sending: it waits until the
+    oldest unsettled event (buffered, or in an in-flight batch) was sent at or after its mark.
+    """
+
+    def __init__(self) -> None:
+        self.enqueued = 0  # events ever buffered; the next one gets this sequence number
+        self._batches: dict[int, int] = {}  # first sequence of an in-flight batch -> how many such batches
+
+    def oldest(self, buffered: int) -> int:
+        """Sequence of the oldest unsettled event (``enqueued`` when none)."""
+        lo = self.enqueued - buffered
+        return min(lo, min(self._batches)) if self._batches else lo
+
+    def started(self, first: int) -> None:
+        self._batches[first] = self._batches.get(first, 0) + 1
+
+    def finished(self, first: int) -> None:
+        left = self._batches[first] - 1
+        if left:
+            self._batches[first] = left
+        else:
+            del self._batches[first]
+
+
 def parse_targets(target: str | Sequence[str]) -> tuple[str, ...]:
     """``"h1:p1,h2:p2"`` or a list -> a non-empty tuple of ``host:port``. Raises ``ValueError``."""
     items = target.split(",") if isinstance(target, str) else list(target)

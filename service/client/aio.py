@@ -22,6 +22,7 @@ from service.client._core import (
     Callback,
     ClientOptions,
     Ledger,
+    Outstanding,
     Targets,
     credentials,
     metadata,
@@ -56,8 +57,7 @@ class AsyncIngestClient:
         self._buffer_bytes = 0
         self._oldest = 0.0
         self._outstanding = 0
-        self._enqueued = 0
-        self._settled = 0
+        self._progress = Outstanding()
         self._flush_upto = 0
         self._closed = False
         self._cv: asyncio.Condition | None = None
@@ -102,7 +102,7 @@ class AsyncIngestClient:
             self._buffer.append(event)
             self._buffer_bytes += len(event.payload) + 64
             self._outstanding += 1
-            self._enqueued += 1
+            self._progress.enqueued += 1
             if len(self._buffer) >= opts.max_batch_events or self._buffer_bytes >= opts.max_batch_bytes:
                 cv.notify_all()
 
@@ -110,10 +110,10 @@ class AsyncIngestClient:
         """Send everything buffered and wait for every earlier event's outcome. Raises ``TimeoutError``."""
         cv = self._start()
         async with cv:
-            upto = self._enqueued
+            upto = self._progress.enqueued
             self._flush_upto = max(self._flush_upto, upto)
             cv.notify_all()
-            await asyncio.wait_for(cv.wait_for(lambda: self._settled >= upto), timeout)
+            await asyncio.wait_for(cv.wait_for(lambda: self._progress.oldest(len(self._buffer)) >= upto), timeout)
         return self._ledger.take()
 
     async def close(self) -> FlushResult:
@@ -146,18 +146,20 @@ class AsyncIngestClient:
             self._task = asyncio.get_running_loop().create_task(self._batch_loop())
         return self._cv
 
-    async def _take_batch(self, cv: asyncio.Condition) -> list[Event] | None:
+    async def _take_batch(self, cv: asyncio.Condition) -> tuple[int, list[Event]] | None:
         opts = self.options
         while True:
             if self._buffer:
                 due = (
                     len(self._buffer) >= opts.max_batch_events
                     or self._buffer_bytes >= opts.max_batch_bytes
-                    or self._flush_upto > self._enqueued - len(self._buffer)
+                    or self._flush_upto > self._progress.enqueued - len(self._buffer)
                     or self._closed
                     or time.monotonic() - self._oldest >= opts.max_latency_s
                 )
                 if due:
+                    first = self._progress.enqueued - len(self._buffer)
+                    self._progress.started(first)
                     batch: list[Event] = []
                     size = 0
                     while self._buffer and len(batch) < opts.max_batch_events and size < opts.max_batch_bytes:
@@ -166,7 +168,7 @@ class AsyncIngestClient:
                         size += len(e.payload) + 64
                     self._buffer_bytes -= size
                     self._oldest = time.monotonic()
-                    return batch
+                    return first, batch
                 wait = max(0.0, self._oldest + opts.max_latency_s - time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(cv.wait(), wait)
@@ -180,11 +182,11 @@ class AsyncIngestClient:
         while True:
             await self._slots.acquire()
             async with self._cv:
-                batch = await self._take_batch(self._cv)
-            if batch is None:
+                taken = await self._take_batch(self._cv)
+            if taken is None:
                 self._slots.release()
                 return
-            task = asyncio.get_running_loop().create_task(self._deliver(batch))
+            task = asyncio.get_running_loop().create_task(self._deliver(*taken))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
@@ -199,7 +201,7 @@ class AsyncIngestClient:
             entry = self._stubs[index] = (channel, ingest_pb2_grpc.IngestStub(channel))
         return entry[1]
 
-    async def _deliver(self, batch: list[Event]) -> None:
+    async def _deliver(self, first: int, batch: list[Event]) -> None:
         assert self._cv is not None and self._slots is not None
         request = PublishRequest(events=batch, omit_accepted_statuses=True)
         try:
@@ -214,5 +216,5 @@ class AsyncIngestClient:
             self._slots.release()
             async with self._cv:
                 self._outstanding -= len(batch)
-                self._settled += len(batch)
+                self._progress.finished(first)
                 self._cv.notify_all()

@@ -28,6 +28,7 @@ from service.client._core import (
     Callback,
     ClientOptions,
     Ledger,
+    Outstanding,
     Targets,
     credentials,
     metadata,
@@ -65,8 +66,7 @@ class IngestClient:
         self._buffer_bytes = 0
         self._oldest = 0.0
         self._outstanding = 0  # buffered + in flight
-        self._enqueued = 0
-        self._settled = 0
+        self._progress = Outstanding()
         self._flush_upto = 0
         self._closed = False
         self._stubs: dict[int, tuple[grpc.Channel, Any]] = {}
@@ -111,18 +111,18 @@ class IngestClient:
             self._buffer.append(event)
             self._buffer_bytes += len(event.payload) + 64
             self._outstanding += 1
-            self._enqueued += 1
+            self._progress.enqueued += 1
             if len(self._buffer) >= opts.max_batch_events or self._buffer_bytes >= opts.max_batch_bytes:
                 self._cv.notify_all()
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Send everything buffered and wait for every earlier event's outcome. Raises ``TimeoutError``."""
         with self._cv:
-            upto = self._enqueued
+            upto = self._progress.enqueued
             self._flush_upto = max(self._flush_upto, upto)
             self._cv.notify_all()
-            if not self._cv.wait_for(lambda: self._settled >= upto, timeout):
-                raise TimeoutError(f"{upto - self._settled} events still in flight after {timeout}s")
+            if not self._cv.wait_for(lambda: self._progress.oldest(len(self._buffer)) >= upto, timeout):
+                raise TimeoutError(f"events sent before flush still unsettled after {timeout}s")
         return self._ledger.take()
 
     def close(self) -> FlushResult:
@@ -153,7 +153,7 @@ class IngestClient:
             self._thread = threading.Thread(target=self._batch_loop, name="logpipe-batcher", daemon=True)
             self._thread.start()
 
-    def _take_batch(self) -> list[Event] | None:
+    def _take_batch(self) -> tuple[int, list[Event]] | None:
         """Wait (holding the condition) until a batch is due; None when closed and empty."""
         opts = self.options
         while True:
@@ -161,11 +161,13 @@ class IngestClient:
                 due = (
                     len(self._buffer) >= opts.max_batch_events
                     or self._buffer_bytes >= opts.max_batch_bytes
-                    or self._flush_upto > self._enqueued - len(self._buffer)
+                    or self._flush_upto > self._progress.enqueued - len(self._buffer)
                     or self._closed
                     or time.monotonic() - self._oldest >= opts.max_latency_s
                 )
                 if due:
+                    first = self._progress.enqueued - len(self._buffer)
+                    self._progress.started(first)
                     batch: list[Event] = []
                     size = 0
                     while self._buffer and len(batch) < opts.max_batch_events and size < opts.max_batch_bytes:
@@ -174,7 +176,7 @@ class IngestClient:
                         size += len(e.payload) + 64
                     self._buffer_bytes -= size
                     self._oldest = time.monotonic()
-                    return batch
+                    return first, batch
                 self._cv.wait(max(0.0, self._oldest + opts.max_latency_s - time.monotonic()))
             elif self._closed:
                 return None
@@ -186,11 +188,11 @@ class IngestClient:
         while True:
             self._slots.acquire()
             with self._cv:
-                batch = self._take_batch()
-            if batch is None:
+                taken = self._take_batch()
+            if taken is None:
                 self._slots.release()
                 return
-            self._pool.submit(self._deliver, batch)
+            self._pool.submit(self._deliver, *taken)
 
     def _stub(self, index: int) -> Any:
         with self._stub_lock:
@@ -207,7 +209,7 @@ class IngestClient:
             entry = self._stubs[index] = (channel, ingest_pb2_grpc.IngestStub(channel))
         return entry[1]
 
-    def _deliver(self, batch: list[Event]) -> None:
+    def _deliver(self, first: int, batch: list[Event]) -> None:
         request = PublishRequest(events=batch, omit_accepted_statuses=True)
         try:
             for attempt in retrying(self.options.retry, before_sleep=self._targets.advance):
@@ -221,5 +223,5 @@ class IngestClient:
             self._slots.release()
             with self._cv:
                 self._outstanding -= len(batch)
-                self._settled += len(batch)
+                self._progress.finished(first)
                 self._cv.notify_all()

@@ -107,3 +107,18 @@ def test_full_buffer_raises_when_not_blocking(tmp_path: Path) -> None:
         stalled.release("ok")
         assert client.close().accepted == 3
         assert other.close().accepted == 1
+
+
+def test_flush_mark_waits_for_older_batches_only() -> None:
+    from service.client._core import Outstanding
+
+    p = Outstanding()
+    p.enqueued = 10  # events 0..9 sent
+    p.started(0)  # batch with events 0..4 in flight, 5..9 buffered
+    assert p.oldest(buffered=5) == 0
+    p.started(5)  # the rest in flight too
+    p.enqueued = 12  # a concurrent sender adds 10, 11 (buffered) after a flush marked 10
+    p.finished(5)  # the younger batch settles first: the flush must still wait for batch 0
+    assert p.oldest(buffered=2) == 0 < 10
+    p.finished(0)
+    assert p.oldest(buffered=2) == 10  # >= the mark: the flush returns, although 10 and 11 are pending
