@@ -141,15 +141,19 @@ def replicate(
     signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
     signal.signal(signal.SIGINT, lambda *_: worker.request_stop())
     worker.start()
+    code = 0
     try:
         worker.wait()
+    except Exception:
+        _log.exception("streaming pull failed for good")
+        code = 1
     finally:
         worker.stop()
         # Do not wait for abandoned callbacks (e.g. an upload still retrying): their messages are unacked and will be
         # redelivered. os._exit skips the interpreter's join of executor threads.
         logging.shutdown()
         sys.stdout.flush()
-        os._exit(0)
+        os._exit(code)
 
 
 def _parse_before(before: str) -> dt.datetime:
