@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -154,7 +155,8 @@ class Worker:
             self._metrics.in_flight.set(sum(h.in_flight() for h in self._handlers))
 
     def _finalize_loop(self) -> None:
-        while not self._stop.wait(self._cfg.finalize_interval):
+        # Jitter keeps N workers from finalizing the same partition at the same instant (a lost race costs a rerun).
+        while not self._stop.wait(self._cfg.finalize_interval * random.uniform(0.5, 1.5)):
             try:
                 for m in self.finalizer.run_pass(self._categories, self._closable_unless_stopping):
                     log.info("committed %s %s generation %d", m.category, m.partition_label, m.generation)
