@@ -61,7 +61,8 @@ class FrontendConfig(BaseModel):
     # --- backpressure, publishing, spool
     max_inflight_bytes: int = Field(default=256 * MIB, ge=1024)
     retry_after_ms: int = Field(default=250, ge=1)
-    publish_timeout_s: float = Field(default=10.0, gt=0)
+    #: Below the SDK's per-attempt deadline (10 s), so an outage is answered from the spool before clients time out.
+    publish_timeout_s: float = Field(default=5.0, gt=0)
     spool_dir: Path | None = None
     spool_max_bytes: int = Field(default=1024 * MIB, ge=0)
     replay_interval_s: float = Field(default=1.0, gt=0)
