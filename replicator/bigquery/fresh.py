@@ -3,15 +3,18 @@
 One pass (``FreshLoader.run``), in numbered steps; every step is keyed by the batch id, so a crash after any step is
 finished by the next pass (of this worker or another):
   F1. Batch records (``bq/fresh/<tier>/<batch_id>.json``) without a ``.loaded`` marker are resumed first.
-  F2. List the staging objects of the horizon; candidates are those no manifest has consumed and no batch holds.
-      They are cut into batches (bounded objects and bytes: G4) whose id hashes the sorted names.
+  F2. List the staging objects of the horizon; candidates are those no manifest has consumed and no batch holds, and
+      whose creation time lies in a closed time slot (slots are ``slot`` long, aligned to the epoch, closed ``grace``
+      after their end). The candidates of a slot are cut into batches (bounded objects and bytes: G4) whose id
+      hashes the sorted names. Because a closed slot's objects are the same for every worker, concurrent workers
+      compute the same batches, hence the same job ids: a tier costs one load job per slot however many workers run.
   F3. Write the batch record (create-if-absent; it fixes which staging objects go to which Avro file), then each
       Avro file not yet there (create-if-absent), then load them all with ONE job into the tier table (job id from
       the batch id), then write the ``.loaded`` marker.
   F4. Delete the objects of batches whose staging objects are all committed and loaded (their rows were deleted
       from the fresh table by the committed path).
-Two workers may batch overlapping objects (different ids): the fresh table then holds an event twice, and the view's
-QUALIFY shows it once. Correctness never depends on the batching; only cost does.
+If two workers still cut different batches (one saw a manifest the other did not yet), the fresh table holds an event
+twice, and the view's QUALIFY shows it once. Correctness never depends on the batching; only cost does.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from replicator.bigquery import fresh_rows, names
@@ -36,6 +40,7 @@ from service.catalog import Category
 
 log = logging.getLogger(__name__)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_READERS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +67,15 @@ class FreshLoader:
         categories: tuple[Category, ...],
         horizon: dt.timedelta,
         clock: Callable[[], dt.datetime],
+        slot: dt.timedelta = dt.timedelta(seconds=60),
+        grace: dt.timedelta = dt.timedelta(seconds=2),
         limits: BatchLimits | None = None,
         layout: Layout | None = None,
         crash: CrashPoints = NEVER,
     ) -> None:
         self._store, self._runner, self._metrics, self._target = store, runner, metrics, target
         self._tier, self._by_name = tier, {c.name: c for c in categories}
-        self._horizon, self._clock = horizon, clock
+        self._horizon, self._clock, self._slot, self._grace = horizon, clock, slot, grace
         self._limits = limits or BatchLimits()
         self._layout = layout or Layout()
         self._crash = crash
@@ -97,16 +104,29 @@ class FreshLoader:
             self._recover()
         events = 0
         for bid, groups in list(self._batches.items()):  # F1
-            if bid not in self._loaded and bid not in self._failed:
-                events += self._load_batch(bid, groups)
-        batched = {s for groups in self._batches.values() for g in groups for s in g}
-        candidates = [o for o in self._list_staging() if o.name not in batched and o.name not in committed_sources]
-        for groups in self._cut(candidates):  # F2, F3
-            bid = names.batch_id(s for g in groups for s in g)
-            record = json.dumps({"tier": self._tier, "files": [list(g) for g in groups]}).encode()
-            self._store.create_if_absent(names.fresh_record(self._tier, bid), record, content_type="application/json")
-            self._batches[bid] = groups
+            if bid in self._loaded or bid in self._failed:
+                continue
+            if self._store.stat(names.fresh_marker(self._tier, bid)) is not None:  # another worker finished it
+                self._loaded.add(bid)
+                continue
             events += self._load_batch(bid, groups)
+        batched = {s for groups in self._batches.values() for g in groups for s in g}
+        closed_before = self._clock() - self._grace
+        slots: dict[int, list[ObjectInfo]] = {}
+        for o in self._list_staging():
+            if o.name in batched or o.name in committed_sources:
+                continue
+            slot = int((o.updated - _EPOCH) / self._slot)
+            if _EPOCH + (slot + 1) * self._slot <= closed_before:
+                slots.setdefault(slot, []).append(o)
+        for slot in sorted(slots):  # F2, F3
+            for groups in self._cut(slots[slot]):
+                bid = names.batch_id(s for g in groups for s in g)
+                record = json.dumps({"tier": self._tier, "slot": slot, "files": [list(g) for g in groups]}).encode()
+                name = names.fresh_record(self._tier, bid)
+                self._store.create_if_absent(name, record, content_type="application/json")
+                self._batches[bid] = groups
+                events += self._load_batch(bid, groups, {o.name: o for o in slots[slot]})
         self._cleanup(done_sources)
         return events
 
@@ -134,8 +154,10 @@ class FreshLoader:
             batch_size, file_size, count = batch_size + o.size, file_size + o.size, count + 1
         return [tuple(tuple(g) for g in b) for b in batches]
 
-    def _load_batch(self, bid: str, groups: tuple[tuple[str, ...], ...]) -> int:
-        uris, ingest_us, landed = self._write_files(bid, groups)
+    def _load_batch(
+        self, bid: str, groups: tuple[tuple[str, ...], ...], known: Mapping[str, ObjectInfo] | None = None
+    ) -> int:
+        uris, ingest_us, landed = self._write_files(bid, groups, known or {})
         self._crash.point("bq.fresh.after_files")
         if uris:
             spec = LoadSpec(
@@ -168,8 +190,16 @@ class FreshLoader:
             self._metrics.fresh_latency.labels("landed").observe(v)
         return len(ingest_us)
 
+    def _fetch(self, src: str, info: ObjectInfo | None) -> tuple[ObjectInfo, bytes] | None:
+        """The staging object and its bytes, or None when it is gone (a commit consumed it)."""
+        try:
+            info = info or self._store.stat(src)
+            return (info, self._store.read(src)) if info is not None else None
+        except ObjectNotFound:
+            return None
+
     def _write_files(
-        self, bid: str, groups: tuple[tuple[str, ...], ...]
+        self, bid: str, groups: tuple[tuple[str, ...], ...], known: Mapping[str, ObjectInfo]
     ) -> tuple[list[str], list[int], list[dt.datetime]]:
         """Write the Avro file of each group that is not there yet. A staging object that is gone was consumed by a
         commit (the committed table has its events) and is skipped. Returns the URIs to load, and the ingest times
@@ -183,14 +213,12 @@ class FreshLoader:
                 uris.append(f"gs://{self._target.bucket}/{name}")
                 continue
             rows: list[dict[str, object]] = []
-            for src in group:
-                info = self._store.stat(src)
-                try:
-                    data = self._store.read(src) if info is not None else None
-                except ObjectNotFound:
-                    data = None
-                if info is None or data is None:
+            with ThreadPoolExecutor(max_workers=_READERS) as pool:  # reads are I/O-bound; the order stays the group's
+                fetched = list(pool.map(lambda src: self._fetch(src, known.get(src)), group))
+            for src, got in zip(group, fetched, strict=True):
+                if got is None:
                     continue
+                info, data = got
                 try:
                     env = envelope_format.decode(data, dict(info.metadata))
                 except envelope_format.PoisonEnvelope as exc:  # landing validated it; never block the tier on one

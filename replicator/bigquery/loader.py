@@ -45,9 +45,12 @@ class LoaderConfig(BaseModel):
         catalog_path: The catalog; None means the default one.
         dataset: Overrides the catalog's dataset.
         tiers: The tiers to load; empty means all.
-        interval_seconds: Time between the starts of two passes (fresh data is queryable within about
-            ``interval_seconds`` + load time of being landed). Keep >= 60 in production: one fresh load job per tier
-            and pass must stay under BigQuery's 1,500 load jobs per table and day (docs/design.md).
+        interval_seconds: Length of a fresh time slot, and time between two passes; passes start
+            ``fresh_grace_seconds`` after each slot ends. Fresh data is queryable within about ``interval_seconds``
+            + grace + load time of being landed. Keep >= 60 in production: one fresh load job per tier and slot must
+            stay under BigQuery's 1,500 load jobs per table and day (docs/design.md).
+        fresh_grace_seconds: How long after a slot's end its objects are batched (clock skew, uploads finishing);
+            at most half the interval.
         horizon_hours: Fresh rows older than this are not shown by the views (committed rows always are).
         lookback_hours: How far back the committed pass looks for manifests not yet loaded.
         max_attempts: Failed load jobs per load before it is given up and recorded.
@@ -65,6 +68,7 @@ class LoaderConfig(BaseModel):
     dataset: str | None = None
     tiers: tuple[str, ...] = ()
     interval_seconds: float = Field(default=60.0, gt=0)
+    fresh_grace_seconds: float = Field(default=2.0, ge=0)
     horizon_hours: int = Field(default=DEFAULT_HORIZON_HOURS, ge=1)
     lookback_hours: int = Field(default=72, ge=1)
     max_attempts: int = Field(default=5, ge=1)
@@ -74,6 +78,10 @@ class LoaderConfig(BaseModel):
     max_batch_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     max_file_bytes: int = Field(default=24 * 1024 * 1024, ge=1)
     crash_at: str | None = None
+
+    @property
+    def grace(self) -> dt.timedelta:
+        return dt.timedelta(seconds=min(self.fresh_grace_seconds, self.interval_seconds / 2))
 
     def crash_points(self) -> CrashPoints:
         if not self.crash_at:
@@ -116,7 +124,13 @@ class Loader:
                 clock=clock, crash=crash,
             )  # fmt: skip
             committed = CommittedLoader(client=bq_client, lookback=dt.timedelta(hours=config.lookback_hours), **common)
-            fresh = FreshLoader(horizon=dt.timedelta(hours=config.horizon_hours), limits=limits, **common)
+            fresh = FreshLoader(
+                horizon=dt.timedelta(hours=config.horizon_hours),
+                slot=dt.timedelta(seconds=config.interval_seconds),
+                grace=config.grace,
+                limits=limits,
+                **common,
+            )
             self._passes.append((committed, fresh))
 
     def run_once(self) -> tuple[int, int]:
@@ -179,11 +193,17 @@ def run_loader(
     first = run_first_pass
     while first or not stop_event.is_set():
         first = False
-        started = time.monotonic()
         try:
             manifests, events = loader.run_once()
             if manifests or events:
                 log.info("pass: %d manifest(s) committed, %d fresh event(s) loaded", manifests, events)
         except Exception:
             log.exception("loader pass failed; retrying at the next interval")
-        stop_event.wait(max(0.0, config.interval_seconds - (time.monotonic() - started)))
+        stop_event.wait(seconds_to_next_pass(time.time(), config.interval_seconds, config.grace.total_seconds()))
+
+
+def seconds_to_next_pass(now: float, interval: float, grace: float) -> float:
+    """Passes start ``grace`` seconds after each slot end (slots: multiples of ``interval`` since the epoch), so every
+    worker batches a slot right after it closed."""
+    next_start = (now - grace) // interval * interval + interval + grace
+    return max(0.0, next_start - now)

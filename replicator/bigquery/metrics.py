@@ -47,7 +47,7 @@ class LatencySample:
 class LoaderMetrics:
     """The loader's metrics in their own registry (tests build many)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, sample_size: int = 200_000) -> None:
         r = self.registry = registry or CollectorRegistry()
         p = "logpipe_bq_"
         self.loads = Counter(p + "loads", "Loads finished, by outcome", ["kind", "outcome"], registry=r)
@@ -66,5 +66,5 @@ class LoaderMetrics:
             p + "commit_latency_seconds", "Manifest created to loaded", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.pending = Gauge(p + "pending", "Loads not done at the end of a cycle", ["kind"], registry=r)
-        self.ingest_to_queryable = LatencySample()
-        self.landed_to_queryable = LatencySample()
+        self.ingest_to_queryable = LatencySample(sample_size)
+        self.landed_to_queryable = LatencySample(sample_size)

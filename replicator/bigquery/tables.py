@@ -11,6 +11,7 @@ Contract:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from typing import Any
@@ -114,13 +115,15 @@ def ensure_tables(
         log.info("added columns %s to %s", [f.name for f in evo.additions], evo.table)
     for c, existing in views:
         sql = view_sql(project, ds, c, horizon_hours)
-        if existing is not None and (existing.view_query or "").strip() == sql.strip():
+        # The description carries a digest of the SQL we wrote: servers may re-render the stored query text.
+        stamp = f"[logpipe view {hashlib.sha256(sql.encode()).hexdigest()[:16]}]"
+        if existing is not None and stamp in (existing.description or ""):
             continue
         # DDL rather than update_table(view_query): atomic for readers on BigQuery, and local-bigquery stores a
         # patched view_query without applying it.
         bq_client.query(f"CREATE OR REPLACE VIEW `{project}.{ds}.{c.name}` AS\n{sql}").result()
         view = bq_client.get_table(f"{project}.{ds}.{c.name}")
-        view.description = c.description or f"logpipe category {c.name}: each event_id exactly once."
+        view.description = f"{c.description or f'logpipe category {c.name}'} Each event_id exactly once. {stamp}"
         bq_client.update_table(view, ["description"])
         log.info("view %s.%s replaced", ds, c.name)
 

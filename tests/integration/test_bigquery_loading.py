@@ -53,13 +53,13 @@ def test_fresh_then_commit_then_late_delta_shows_each_event_once(env: BqEnv) -> 
     env.land("trace_span", ids("t", 7), t)
     loader = env.loader()
 
-    loader.run_once()  # fresh only: nothing is committed yet
+    env.run(loader)  # fresh only: nothing is committed yet
     assert env.counts("ads_click") == (40, 40)
     assert env.counts("trace_span") == (7, 7)
     assert env.counts(names.committed_table("ads_click")) == (0, 0)
 
     assert env.commit("ads_click", t) == 1
-    loader.run_once()
+    env.run(loader)
     assert env.counts(names.committed_table("ads_click")) == (40, 40)
     assert env.counts("ads_click") == (40, 40)
     assert env.fresh_count("core") == 0, "fresh rows of committed sources are deleted"
@@ -67,10 +67,10 @@ def test_fresh_then_commit_then_late_delta_shows_each_event_once(env: BqEnv) -> 
 
     late = ids("late", 9)
     env.land("ads_click", late + a[:3], t)  # late events, three of them duplicates of committed ones
-    loader.run_once()
+    env.run(loader)
     assert env.counts("ads_click") == (49, 49), "late rows are visible while generation 1 is committed"
     assert env.commit("ads_click", t) == 1  # generation 2, a delta
-    loader.run_once()
+    env.run(loader)
     assert env.counts(names.committed_table("ads_click")) == (49, 49)
     assert env.counts("ads_click") == (49, 49)
     assert env.fresh_count("core") == 0
@@ -80,11 +80,11 @@ def test_view_columns_match_committed_rows(env: BqEnv) -> None:
     t = now()
     env.land("ads_click", ["col-1"], t)
     loader = env.loader()
-    loader.run_once()
+    env.run(loader)
     sql = "SELECT event_id, campaign_id, user_id, cost_micros, producer, payload FROM `{}.{}.ads_click`"
     fresh = [dict(r) for r in env.bq.query(sql.format(env.endpoints.project, env.dataset)).result()]
     env.commit("ads_click", t)
-    loader.run_once()
+    env.run(loader)
     committed = [dict(r) for r in env.bq.query(sql.format(env.endpoints.project, env.dataset)).result()]
     assert fresh == committed
     assert fresh[0]["campaign_id"] == "c0" and fresh[0]["user_id"] == "u0" and fresh[0]["payload"]["seq"] == 0
@@ -97,6 +97,7 @@ def test_crash_between_commit_load_and_bookkeeping_never_double_loads(env: BqEnv
     env.land("login_event", events[:15], t)
     env.land("login_event", events[15:], t)
     env.commit("login_event", t)
+    time.sleep(1.0)  # the slot closes
     crashed = subprocess.run(
         [LOGPIPE, *env.cli_args()], env={**os.environ, "LOGPIPE_BQ_CRASH_AT": step}, capture_output=True, timeout=120
     )
@@ -115,6 +116,7 @@ def test_crash_between_commit_load_and_bookkeeping_never_double_loads(env: BqEnv
 def test_crash_after_fresh_load_before_marker_is_invisible_and_repaired(env: BqEnv) -> None:
     t = now()
     env.land("app_log", ids("f", 25), t)
+    time.sleep(1.0)  # the slot closes
     crashed = subprocess.run(
         [LOGPIPE, *env.cli_args()],
         env={**os.environ, "LOGPIPE_BQ_CRASH_AT": "bq.fresh.after_load"},
@@ -124,6 +126,7 @@ def test_crash_after_fresh_load_before_marker_is_invisible_and_repaired(env: BqE
     assert crashed.returncode == 137, crashed.stderr.decode()[-2000:]
     assert env.counts("app_log") == (25, 25)
     env.land("app_log", ids("g", 5), t)  # new data changes the next batch: the old one is resumed, not re-cut
+    time.sleep(1.0)
     again = subprocess.run([LOGPIPE, *env.cli_args()], capture_output=True, timeout=120)
     assert again.returncode == 0, again.stderr.decode()[-2000:]
     assert env.counts("app_log") == (30, 30)
@@ -134,12 +137,14 @@ def test_two_loaders_racing_still_show_each_event_once(env: BqEnv) -> None:
     t = now()
     env.land("ads_click", ids("r", 50), t)
     first, second = env.loader(), env.loader()
+    time.sleep(1.0)  # the slot closes
     threads = [threading.Thread(target=w.run_once) for w in (first, second)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     assert env.counts("ads_click") == (50, 50)
+    assert env.fresh_count("core") == 50, "both workers cut the same batch of the closed slot: one load"
     env.commit("ads_click", t)
     threads = [threading.Thread(target=w.run_once) for w in (first, second)]
     for th in threads:
@@ -198,8 +203,11 @@ def test_freshness_bound_with_the_loader_running(env: BqEnv) -> None:
     thread = threading.Thread(target=run_loader, args=(cfg, stop), kwargs={"metrics": metrics, "clients": clients})
     thread.start()
     try:
+        env.land("ads_click", ["warm-up"], now())  # wait for start-up (ensure_tables), then measure steady state
+        while env.counts("ads_click") != (1, 1):
+            time.sleep(0.5)
         latencies = []
-        total = 0
+        total = 1
         for round_ in range(3):
             batch = ids(f"fr{round_}", 20)
             acked = time.monotonic()
@@ -213,8 +221,8 @@ def test_freshness_bound_with_the_loader_running(env: BqEnv) -> None:
         stop.set()
         thread.join(timeout=60)
     assert max(latencies) < 30, latencies
-    assert env.counts("ads_click") == (60, 60)
-    assert len(metrics.ingest_to_queryable) == 60
+    assert env.counts("ads_click") == (61, 61)
+    assert len(metrics.ingest_to_queryable) == 61
 
 
 def _names(env: BqEnv) -> list[str]:
@@ -224,3 +232,22 @@ def _names(env: BqEnv) -> list[str]:
 def _events(prefix: str, n: int) -> list:  # type: ignore[type-arg]
     enc = make_envelope("ads_click", ids(prefix, n), now())
     return list(decode(enc.data, enc.attributes).events)
+
+
+def test_logpipe_query_prints_the_view_as_a_table(env: BqEnv) -> None:
+    env.land("login_event", ["q-1", "q-2", "q-3"], now())
+    env.run(env.loader())
+    sql = f"SELECT event_id, producer FROM `{env.dataset}.login_event` ORDER BY event_id"
+    ep = env.endpoints
+    done = subprocess.run(
+        [LOGPIPE, "query", sql, "--project", ep.project, "--bigquery-url", ep.bigquery_url],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    assert "event_id" in out and "q-1" in out and "q-3" in out and "synth" in out and "3 row(s) shown" in out
+    bad = subprocess.run([LOGPIPE, "query", "SELECT nope FROM x", "--project", ep.project, "--bigquery-url",
+                          ep.bigquery_url], capture_output=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 1 and "query failed" in bad.stdout.decode()

@@ -49,9 +49,9 @@ def test_adding_a_nullable_field_evolves_tables_and_view(env: BqEnv) -> None:
     t = now()
     old = ids("old", 10)
     env.land("ads_click", old, t)
-    env.loader().run_once()
+    env.run(env.loader())
     env.commit("ads_click", t)
-    env.loader().run_once()
+    env.run(env.loader())
 
     fields = [f.model_dump(mode="json") for f in env.catalog.category("ads_click").fields]
     new_catalog = parse_catalog(changed(env.catalog, "ads_click", [*fields, {"name": "seq", "type": "INT64"}]))
@@ -65,12 +65,12 @@ def test_adding_a_nullable_field_evolves_tables_and_view(env: BqEnv) -> None:
     new = ids("new", 6)
     env.land("ads_click", new, t)
     loader = Loader(env.config(), new_catalog, env.bq, env.store)
-    loader.run_once()
+    env.run(loader)
     sql = f"SELECT COUNT(seq) AS s, COUNT(*) AS n FROM `{env.endpoints.project}.{env.dataset}.ads_click`"
     row = next(iter(env.bq.query(sql).result()))
     assert (row["s"], row["n"]) == (6, 16), "fresh rows carry the new field, old rows read NULL"
     env.commit("ads_click", t)
-    loader.run_once()
+    env.run(loader)
     row = next(iter(env.bq.query(sql).result()))
     assert (row["s"], row["n"]) == (6, 16), "committed rows too"
     assert env.counts("ads_click") == (16, 16)

@@ -4,6 +4,7 @@ local cloud. Named ``test_bigquery_*`` to stay inside the BigQuery test files.""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from replicator.synth import make_envelope
 from service.catalog import Catalog, load_catalog
 from service.local.clients import bigquery_client, storage_client
 from service.local.endpoints import Endpoints
+
+INTERVAL = 0.5  # fresh slot length in these tests (production: 60 s)
 
 
 @dataclass
@@ -42,7 +45,7 @@ class BqEnv:
             dataset=self.dataset,
             bigquery_url=self.endpoints.bigquery_url,
             gcs_url=self.endpoints.gcs_url,
-            interval_seconds=1.0,
+            interval_seconds=INTERVAL,
             job_wait_seconds=60.0,
         )
         base.update(overrides)
@@ -50,6 +53,11 @@ class BqEnv:
 
     def loader(self, metrics: LoaderMetrics | None = None, **overrides: Any) -> Loader:
         return Loader(self.config(**overrides), self.catalog, self.bq, self.store, metrics)
+
+    def run(self, loader: Loader) -> tuple[int, int]:
+        """One pass of ``loader`` once everything landed so far is in a closed fresh slot."""
+        time.sleep(INTERVAL * 1.5 + 0.1)
+        return loader.run_once()
 
     def land(self, category: str, ids: list[str], when: dt.datetime, envelope_id: str | None = None) -> str:
         enc = make_envelope(category, ids, when, envelope_id)
@@ -64,7 +72,7 @@ class BqEnv:
         ep = self.endpoints
         return [
             "load", "--once", "--bucket", self.bucket, "--dataset", self.dataset, "--project", ep.project,
-            "--bigquery-url", ep.bigquery_url, "--gcs-url", ep.gcs_url,
+            "--bigquery-url", ep.bigquery_url, "--gcs-url", ep.gcs_url, "--interval", str(INTERVAL),
         ]  # fmt: skip
 
     def counts(self, table: str) -> tuple[int, int]:

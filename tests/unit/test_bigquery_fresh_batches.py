@@ -23,6 +23,7 @@ from service.catalog import load_catalog
 pytestmark = pytest.mark.unit
 CAT = load_catalog()
 NOW = dt.datetime(2026, 11, 26, 13, 30, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(minutes=2)  # the loader's clock: NOW's 60 s slot is closed
 
 
 class FakeRunner:
@@ -43,7 +44,7 @@ def setup(limits: BatchLimits | None = None) -> tuple[MemoryStore, Lander, FakeR
     fake = FakeRunner()
     kw: dict[str, Any] = dict(store=store, runner=fake, metrics=LoaderMetrics(), target=Target("p", "ds", "b"))
     loader = FreshLoader(
-        tier="core", categories=CAT.categories_in("core"), horizon=dt.timedelta(hours=2), clock=lambda: NOW,
+        tier="core", categories=CAT.categories_in("core"), horizon=dt.timedelta(hours=2), clock=lambda: LATER,
         limits=limits, **kw,
     )  # fmt: skip
     return store, lander, fake, loader
@@ -85,7 +86,7 @@ def test_a_pending_batch_is_resumed_with_the_same_id_and_new_data_gets_its_own()
     fake.pending = False
     restarted = FreshLoader(
         store=store, runner=fake, metrics=LoaderMetrics(), target=Target("p", "ds", "b"), tier="core",  # type: ignore[arg-type]
-        categories=CAT.categories_in("core"), horizon=dt.timedelta(hours=2), clock=lambda: NOW,
+        categories=CAT.categories_in("core"), horizon=dt.timedelta(hours=2), clock=lambda: LATER,
     )  # fmt: skip
     assert restarted.run(frozenset(), frozenset()) == 2, "the resumed batch's file was written before: not counted"
     assert fake.specs[1].job_base == first_base, "the recorded batch is resumed first"
@@ -101,3 +102,28 @@ def test_batches_are_deleted_once_their_objects_are_committed_and_loaded() -> No
     assert any(n.startswith("bq/fresh/core/") for n in store.names())
     loader.run(staging, staging)
     assert not any(n.startswith("bq/fresh/core/") for n in store.names())
+
+
+def test_objects_of_the_open_slot_wait_and_workers_agree_on_closed_slots() -> None:
+    store, lander, fake, _ = setup()
+    land(lander, "ads_click", 3, "a")
+
+    def worker(clock: dt.datetime) -> FreshLoader:
+        return FreshLoader(
+            store=store, runner=fake, metrics=LoaderMetrics(), target=Target("p", "ds", "b"), tier="core",  # type: ignore[arg-type]
+            categories=CAT.categories_in("core"), horizon=dt.timedelta(hours=2), clock=lambda: clock,
+        )  # fmt: skip
+
+    assert worker(NOW + dt.timedelta(seconds=30)).run(frozenset(), frozenset()) == 0, "slot still open"
+    assert fake.specs == []
+    worker(LATER).run(frozenset(), frozenset())
+    worker(LATER).run(frozenset(), frozenset())  # a second worker that never saw the first one's record
+    assert len({s.job_base for s in fake.specs}) == 1, "same closed slot -> same batch -> same job ids"
+
+
+def test_passes_start_just_after_each_slot_closes() -> None:
+    from replicator.bigquery.loader import seconds_to_next_pass
+
+    assert seconds_to_next_pass(now=120.0, interval=60.0, grace=2.0) == 2.0
+    assert seconds_to_next_pass(now=122.5, interval=60.0, grace=2.0) == 59.5
+    assert seconds_to_next_pass(now=181.0, interval=60.0, grace=2.0) == 1.0
