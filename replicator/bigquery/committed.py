@@ -93,7 +93,7 @@ class CommittedLoader:
     @property
     def done_sources(self) -> frozenset[str]:
         """Staging objects whose manifest is loaded and whose fresh rows are deleted."""
-        return frozenset(s for n, m in self._manifests.items() if n in self._done for s in m.sources)
+        return frozenset(s for m in self._manifests.values() if self._marker(m) in self._done for s in m.sources)
 
     def _discover(self) -> list[tuple[str, Manifest]]:
         now = self._clock()

@@ -63,6 +63,7 @@ def test_fresh_then_commit_then_late_delta_shows_each_event_once(env: BqEnv) -> 
     assert env.counts(names.committed_table("ads_click")) == (40, 40)
     assert env.counts("ads_click") == (40, 40)
     assert env.fresh_count("core") == 0, "fresh rows of committed sources are deleted"
+    assert not [n for n in _names(env) if n.startswith("bq/fresh/core/")], "and their batch objects too"
     assert retry_env
 
     late = ids("late", 9)
