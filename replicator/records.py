@@ -136,23 +136,62 @@ def _json_row(row: Row, category: Category) -> Row:
     return out
 
 
-def encode_rows(rows: list[Row], category: Category, *, sync_marker: bytes | None = None) -> bytes:
-    """Serialize ``rows`` as one file in ``category.file_format``.
+class RowFileWriter:
+    """Streams rows into one file in ``category.file_format``, holding only encoded bytes (not row dicts).
 
-    The output is a pure function of the arguments when ``sync_marker`` (16 bytes; Avro only) is given, which lets a
-    finalizer rewrite a file byte-for-byte after a crash. Without it Avro picks a random marker.
+    ``size`` is the number of encoded bytes so far (it lags by at most one Avro block / zlib buffer), which lets a
+    caller cut files at a target size measured on the real output. ``finish`` returns the complete file; the
+    output is a pure function of the rows when ``sync_marker`` (16 bytes; Avro only) is given.
     """
-    buf = io.BytesIO()
-    if category.file_format is FileFormat.AVRO:
-        schema = fastavro.parse_schema(avro_schema(category))
-        marker = sync_marker if sync_marker is not None else os.urandom(16)
-        # Level 1: deflate at the default level costs ~2x the time for a few % of size on log payloads.
-        fastavro.writer(buf, schema, rows, codec="deflate", sync_marker=marker, codec_compression_level=1)
-        return buf.getvalue()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=3, mtime=0) as gz:
-        for row in rows:
-            gz.write(json.dumps(_json_row(row, category), separators=(",", ":")).encode() + b"\n")
-    return buf.getvalue()
+
+    def __init__(self, category: Category, *, sync_marker: bytes | None = None) -> None:
+        self._category = category
+        self._buf = io.BytesIO()
+        self._avro: Any = None
+        self._gz: gzip.GzipFile | None = None
+        self.rows = 0
+        if category.file_format is FileFormat.AVRO:
+            from fastavro.write import Writer
+
+            # Level 1: deflate at the default level costs ~2x the time for a few % of size on log payloads.
+            self._avro = Writer(
+                self._buf,
+                fastavro.parse_schema(avro_schema(category)),
+                codec="deflate",
+                sync_marker=sync_marker if sync_marker is not None else os.urandom(16),
+                compression_level=1,
+            )
+        else:
+            self._gz = gzip.GzipFile(fileobj=self._buf, mode="wb", compresslevel=3, mtime=0)
+
+    def write(self, row: Row) -> None:
+        if self._avro is not None:
+            self._avro.write(row)
+        else:
+            assert self._gz is not None
+            self._gz.write(json.dumps(_json_row(row, self._category), separators=(",", ":")).encode() + b"\n")
+        self.rows += 1
+
+    @property
+    def size(self) -> int:
+        return self._buf.tell()
+
+    def finish(self) -> bytes:
+        """Flush and return the whole file. The writer must not be used afterwards."""
+        if self._avro is not None:
+            self._avro.flush()
+        else:
+            assert self._gz is not None
+            self._gz.close()
+        return self._buf.getvalue()
+
+
+def encode_rows(rows: list[Row], category: Category, *, sync_marker: bytes | None = None) -> bytes:
+    """Serialize ``rows`` as one file in ``category.file_format`` (see ``RowFileWriter``)."""
+    w = RowFileWriter(category, sync_marker=sync_marker)
+    for row in rows:
+        w.write(row)
+    return w.finish()
 
 
 def decode_rows(data: bytes, category: Category) -> list[Row]:
