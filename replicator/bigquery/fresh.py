@@ -1,16 +1,20 @@
 """Fresh path: make landed-but-uncommitted events queryable within a cycle, through the tier's ``_fresh_<tier>``.
 
-One pass (``FreshLoader.run``), in numbered steps; every step is keyed by the batch id, so a crash after any step is
-finished by the next pass (of this worker or another):
+Conversion runs ahead of loading: ``convert`` (every few seconds, and at the start of each pass) turns each new
+staging object of the recent hours into its own Avro file ``bq/fresh/<tier>/objects/<staging name>.avro``
+(create-if-absent; the name derives from the staging object, so workers converge). Then a pass, right after a time
+slot closed, only has to load.
+
+One pass (``FreshLoader.run``), in numbered steps; every step is keyed by a name derived from its input, so a crash
+after any step is finished by the next pass (of this worker or another):
   F1. Batch records (``bq/fresh/<tier>/<batch_id>.json``) without a ``.loaded`` marker are resumed first.
   F2. List the staging objects of the horizon; candidates are those no manifest has consumed and no batch holds, and
       whose creation time lies in a closed time slot (slots are ``slot`` long, aligned to the epoch, closed ``grace``
       after their end). The candidates of a slot are cut into batches (bounded objects and bytes: G4) whose id
       hashes the sorted names. Because a closed slot's objects are the same for every worker, concurrent workers
       compute the same batches, hence the same job ids: a tier costs one load job per slot however many workers run.
-  F3. Write the batch record (create-if-absent; it fixes which staging objects go to which Avro file), then each
-      Avro file not yet there (create-if-absent), then load them all with ONE job into the tier table (job id from
-      the batch id), then write the ``.loaded`` marker.
+  F3. Write the batch record (create-if-absent), convert any object not converted yet, load all the batch's files
+      with ONE job into the tier table (job id from the batch id), then write the ``.loaded`` marker.
   F4. Delete the objects of batches whose staging objects are all committed and loaded (their rows were deleted
       from the fresh table by the committed path).
 If two workers still cut different batches (one saw a manifest the other did not yet), the fresh table holds an event
@@ -41,16 +45,15 @@ from service.catalog import Category
 log = logging.getLogger(__name__)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _READERS = 8
+_EXISTS = object()
 
 
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
-    """Bounds of one fresh batch (G4): objects, staging bytes per batch, and staging bytes per Avro file (each file
-    must stay under the single-request upload limit of the object store)."""
+    """Bounds of one fresh batch (G4): staging objects (= files; a load job takes at most 10,000 URIs) and bytes."""
 
     max_objects: int = 5_000
     max_bytes: int = 512 * 1024 * 1024
-    max_file_bytes: int = 24 * 1024 * 1024
 
 
 class FreshLoader:
@@ -80,17 +83,21 @@ class FreshLoader:
         self._layout = layout or Layout()
         self._crash = crash
         self._started = False
-        self._batches: dict[str, tuple[tuple[str, ...], ...]] = {}  # batch id -> sources per file, every known batch
+        self._batches: dict[str, tuple[str, ...]] = {}  # batch id -> staging objects, for every known batch
         self._loaded: set[str] = set()
         self._failed: set[str] = set()
+        self._converted: set[str] = set()
+        # staging name -> (ingest times in µs, landing time) of rows converted here, for the latency metrics
+        self._latency: dict[str, tuple[list[int], dt.datetime]] = {}
 
     def _recover(self) -> None:
         for info in self._store.list(names.fresh_dir(self._tier)):
             stem = info.name.rsplit("/", 1)[-1]
+            if "/objects/" in info.name:
+                continue
             if stem.endswith(".json"):
                 try:
-                    files = json.loads(self._store.read(info.name))["files"]
-                    self._batches[stem[:-5]] = tuple(tuple(f) for f in files)
+                    self._batches[stem[:-5]] = tuple(json.loads(self._store.read(info.name))["sources"])
                 except ObjectNotFound:
                     continue
             elif stem.endswith(".loaded"):
@@ -103,14 +110,14 @@ class FreshLoader:
         if not self._started:
             self._recover()
         events = 0
-        for bid, groups in list(self._batches.items()):  # F1
+        for bid, sources in list(self._batches.items()):  # F1
             if bid in self._loaded or bid in self._failed:
                 continue
             if self._store.stat(names.fresh_marker(self._tier, bid)) is not None:  # another worker finished it
                 self._loaded.add(bid)
                 continue
-            events += self._load_batch(bid, groups)
-        batched = {s for groups in self._batches.values() for g in groups for s in g}
+            events += self._load_batch(bid, sources)
+        batched = {s for sources in self._batches.values() for s in sources}
         closed_before = self._clock() - self._grace
         slots: dict[int, list[ObjectInfo]] = {}
         for o in self._list_staging():
@@ -120,13 +127,14 @@ class FreshLoader:
             if _EPOCH + (slot + 1) * self._slot <= closed_before:
                 slots.setdefault(slot, []).append(o)
         for slot in sorted(slots):  # F2, F3
-            for groups in self._cut(slots[slot]):
-                bid = names.batch_id(s for g in groups for s in g)
-                record = json.dumps({"tier": self._tier, "slot": slot, "files": [list(g) for g in groups]}).encode()
+            for batch in self._cut(slots[slot]):
+                sources = tuple(o.name for o in batch)
+                bid = names.batch_id(sources)
+                record = json.dumps({"tier": self._tier, "slot": slot, "sources": list(sources)}).encode()
                 name = names.fresh_record(self._tier, bid)
                 self._store.create_if_absent(name, record, content_type="application/json")
-                self._batches[bid] = groups
-                events += self._load_batch(bid, groups, {o.name: o for o in slots[slot]})
+                self._batches[bid] = sources
+                events += self._load_batch(bid, sources, {o.name: o for o in batch})
         self._cleanup(done_sources)
         return events
 
@@ -138,26 +146,25 @@ class FreshLoader:
                 out.extend(self._store.list(f"{self._layout.staging_prefix}/{name}/{day:%Y/%m/%d}/"))
         return out
 
-    def _cut(self, objects: list[ObjectInfo]) -> list[tuple[tuple[str, ...], ...]]:
-        """Batches of file groups, in name order, within ``BatchLimits``."""
-        lim = self._limits
-        batches: list[list[list[str]]] = []
-        batch_size = file_size = count = 0
+    def _cut(self, objects: list[ObjectInfo]) -> list[list[ObjectInfo]]:
+        """Batches in name order within ``BatchLimits``."""
+        batches: list[list[ObjectInfo]] = []
+        size = 0
         for o in sorted(objects, key=lambda o: o.name):
-            if not batches or count >= lim.max_objects or batch_size + o.size > lim.max_bytes:
-                batches.append([[]])
-                batch_size = file_size = count = 0
-            elif file_size + o.size > lim.max_file_bytes:
-                batches[-1].append([])
-                file_size = 0
-            batches[-1][-1].append(o.name)
-            batch_size, file_size, count = batch_size + o.size, file_size + o.size, count + 1
-        return [tuple(tuple(g) for g in b) for b in batches]
+            if not batches or len(batches[-1]) >= self._limits.max_objects or size + o.size > self._limits.max_bytes:
+                batches.append([])
+                size = 0
+            batches[-1].append(o)
+            size += o.size
+        return batches
 
-    def _load_batch(
-        self, bid: str, groups: tuple[tuple[str, ...], ...], known: Mapping[str, ObjectInfo] | None = None
-    ) -> int:
-        uris, ingest_us, landed = self._write_files(bid, groups, known or {})
+    def _load_batch(self, bid: str, sources: tuple[str, ...], known: Mapping[str, ObjectInfo] | None = None) -> int:
+        self._convert([src for src in sources if src not in self._converted], known or {})
+        uris = [
+            f"gs://{self._target.bucket}/{names.fresh_object(self._tier, src)}"
+            for src in sources
+            if src in self._converted
+        ]
         self._crash.point("bq.fresh.after_files")
         if uris:
             spec = LoadSpec(
@@ -178,64 +185,81 @@ class FreshLoader:
         self._crash.point("bq.fresh.after_load")
         self._store.create_if_absent(names.fresh_marker(self._tier, bid), b"", content_type="text/plain")
         self._loaded.add(bid)
+        return self._observe(sources)
+
+    def _observe(self, sources: tuple[str, ...]) -> int:
+        """Record the latency of the rows this process converted; returns their number."""
         now = self._clock()
         now_us = (now - _EPOCH) / dt.timedelta(microseconds=1)
-        lat = [max(0.0, (now_us - us) / 1e6) for us in ingest_us]
-        self._metrics.ingest_to_queryable.extend(lat)
-        for v in lat:
-            self._metrics.fresh_latency.labels("ingest").observe(v)
-        landed_lat = [max(0.0, (now - t).total_seconds()) for t in landed]
-        self._metrics.landed_to_queryable.extend(landed_lat)
-        for v in landed_lat:
-            self._metrics.fresh_latency.labels("landed").observe(v)
-        return len(ingest_us)
-
-    def _fetch(self, src: str, info: ObjectInfo | None) -> tuple[ObjectInfo, bytes] | None:
-        """The staging object and its bytes, or None when it is gone (a commit consumed it)."""
-        try:
-            info = info or self._store.stat(src)
-            return (info, self._store.read(src)) if info is not None else None
-        except ObjectNotFound:
-            return None
-
-    def _write_files(
-        self, bid: str, groups: tuple[tuple[str, ...], ...], known: Mapping[str, ObjectInfo]
-    ) -> tuple[list[str], list[int], list[dt.datetime]]:
-        """Write the Avro file of each group that is not there yet. A staging object that is gone was consumed by a
-        commit (the committed table has its events) and is skipped. Returns the URIs to load, and the ingest times
-        and landing times of the rows written here (for the latency metrics)."""
-        uris: list[str] = []
-        ingest_us: list[int] = []
-        landed: list[dt.datetime] = []
-        for index, group in enumerate(groups):
-            name = names.fresh_data(self._tier, bid, index)
-            if self._store.stat(name) is not None:
-                uris.append(f"gs://{self._target.bucket}/{name}")
+        events = 0
+        for src in sources:
+            if src not in self._latency:
                 continue
-            rows: list[dict[str, object]] = []
-            with ThreadPoolExecutor(max_workers=_READERS) as pool:  # reads are I/O-bound; the order stays the group's
-                fetched = list(pool.map(lambda src: self._fetch(src, known.get(src)), group))
-            for src, got in zip(group, fetched, strict=True):
-                if got is None:
-                    continue
+            ingest_us, landed = self._latency.pop(src)
+            lat = [max(0.0, (now_us - us) / 1e6) for us in ingest_us]
+            self._metrics.ingest_to_queryable.extend(lat)
+            for v in lat:
+                self._metrics.fresh_latency.labels("ingest").observe(v)
+            landed_s = max(0.0, (now - landed).total_seconds())
+            self._metrics.landed_to_queryable.extend([landed_s] * len(lat))
+            self._metrics.fresh_latency.labels("landed").observe(landed_s)
+            events += len(lat)
+        return events
+
+    def convert(self, committed_sources: frozenset[str]) -> int:
+        """Convert the new staging objects of the current and the previous hour ahead of their pass (cheap to call
+        every few seconds: two listings per category). Returns the number of objects converted."""
+        now = self._clock()
+        batched = {s for sources in self._batches.values() for s in sources}
+        todo: dict[str, ObjectInfo] = {}
+        for name in self._by_name:
+            for hour in (now - dt.timedelta(hours=1), now):
+                for o in self._store.list(f"{self._layout.staging_prefix}/{name}/{hour:%Y/%m/%d/%H}/"):
+                    if o.name not in self._converted and o.name not in batched and o.name not in committed_sources:
+                        todo[o.name] = o
+        return self._convert(sorted(todo), todo)
+
+    def _convert(self, sources: list[str], known: Mapping[str, ObjectInfo]) -> int:
+        """Write the Avro file of each staging object that has none yet. An object that is gone was consumed by a
+        commit (the committed table has its events) and is skipped."""
+        with ThreadPoolExecutor(max_workers=_READERS) as pool:  # reads are I/O-bound
+            fetched = list(pool.map(lambda src: self._fetch(src, known.get(src)), sources))
+        done = 0
+        for src, got in zip(sources, fetched, strict=True):
+            if got is None:
+                continue
+            if isinstance(got, tuple):
                 info, data = got
                 try:
                     env = envelope_format.decode(data, dict(info.metadata))
                 except envelope_format.PoisonEnvelope as exc:  # landing validated it; never block the tier on one
                     log.error("skipping undecodable staging object %s: %s", src, exc)
                     continue
-                for row in fresh_rows.fresh_rows(env, self._by_name[env.category], src):
-                    rows.append(row)
-                    ingest_us.append(int(row["ingest_time"] or row["event_time"]))
-                landed.append(info.updated)
-            if rows:
+                rows = list(fresh_rows.fresh_rows(env, self._by_name[env.category], src))
+                name = names.fresh_object(self._tier, src)
                 self._store.create_if_absent(name, fresh_rows.encode(rows), content_type="avro/binary")
-                uris.append(f"gs://{self._target.bucket}/{name}")
-        return uris, ingest_us, landed
+                self._latency[src] = ([int(r["ingest_time"] or r["event_time"]) for r in rows], info.updated)
+                done += 1
+            self._converted.add(src)
+        return done
+
+    def _fetch(self, src: str, info: ObjectInfo | None) -> tuple[ObjectInfo, bytes] | object | None:
+        """``_EXISTS`` when the Avro file is there already (another worker, an earlier process); else the staging
+        object and its bytes; None when the staging object is gone (a commit consumed it)."""
+        if self._store.stat(names.fresh_object(self._tier, src)) is not None:
+            return _EXISTS
+        try:
+            info = info or self._store.stat(src)
+            return (info, self._store.read(src)) if info is not None else None
+        except ObjectNotFound:
+            return None
 
     def _cleanup(self, done_sources: frozenset[str]) -> None:
-        for bid, groups in list(self._batches.items()):
-            if bid in self._loaded and all(s in done_sources for g in groups for s in g):
+        for bid, sources in list(self._batches.items()):
+            if bid in self._loaded and all(s in done_sources for s in sources):
+                for src in sources:
+                    self._store.delete(names.fresh_object(self._tier, src))
+                    self._converted.discard(src)
                 for info in self._store.list(f"{names.fresh_dir(self._tier)}{bid}"):
                     self._store.delete(info.name)
                 del self._batches[bid]

@@ -51,6 +51,8 @@ class LoaderConfig(BaseModel):
             stay under BigQuery's 1,500 load jobs per table and day (docs/design.md).
         fresh_grace_seconds: How long after a slot's end its objects are batched (clock skew, uploads finishing);
             at most half the interval.
+        convert_interval_seconds: Between passes, new staging objects are converted to Avro this often, so a pass
+            only has to load.
         horizon_hours: Fresh rows older than this are not shown by the views (committed rows always are).
         lookback_hours: How far back the committed pass looks for manifests not yet loaded.
         max_attempts: Failed load jobs per load before it is given up and recorded.
@@ -69,6 +71,7 @@ class LoaderConfig(BaseModel):
     tiers: tuple[str, ...] = ()
     interval_seconds: float = Field(default=60.0, gt=0)
     fresh_grace_seconds: float = Field(default=2.0, ge=0)
+    convert_interval_seconds: float = Field(default=5.0, gt=0)
     horizon_hours: int = Field(default=DEFAULT_HORIZON_HOURS, ge=1)
     lookback_hours: int = Field(default=72, ge=1)
     max_attempts: int = Field(default=5, ge=1)
@@ -76,7 +79,6 @@ class LoaderConfig(BaseModel):
     job_prefix: str = Field(default="logpipe", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     max_batch_objects: int = Field(default=5_000, ge=1)
     max_batch_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
-    max_file_bytes: int = Field(default=24 * 1024 * 1024, ge=1)
     crash_at: str | None = None
 
     @property
@@ -112,7 +114,7 @@ class Loader:
             bq_client, store, self.metrics, max_attempts=config.max_attempts, wait_seconds=config.job_wait_seconds
         )
         crash = config.crash_points()
-        limits = BatchLimits(config.max_batch_objects, config.max_batch_bytes, config.max_file_bytes)
+        limits = BatchLimits(config.max_batch_objects, config.max_batch_bytes)
         tiers = config.tiers or tuple(t.name for t in catalog.tiers)
         self._passes: list[tuple[CommittedLoader, FreshLoader]] = []
         for tier in tiers:
@@ -132,6 +134,10 @@ class Loader:
                 **common,
             )
             self._passes.append((committed, fresh))
+
+    def convert_once(self) -> int:
+        """Convert new staging objects ahead of their pass. Returns the number converted. Raises store errors."""
+        return sum(fresh.convert(committed.committed_sources) for committed, fresh in self._passes)
 
     def run_once(self) -> tuple[int, int]:
         """One committed pass and one fresh pass per tier. Returns (manifests loaded, fresh events loaded).
@@ -199,7 +205,15 @@ def run_loader(
                 log.info("pass: %d manifest(s) committed, %d fresh event(s) loaded", manifests, events)
         except Exception:
             log.exception("loader pass failed; retrying at the next interval")
-        stop_event.wait(seconds_to_next_pass(time.time(), config.interval_seconds, config.grace.total_seconds()))
+        target = time.time() + seconds_to_next_pass(time.time(), config.interval_seconds, config.grace.total_seconds())
+        while (remaining := target - time.time()) > 0:
+            if stop_event.wait(min(config.convert_interval_seconds, remaining)):
+                break
+            if target - time.time() > config.convert_interval_seconds / 2:  # convert ahead, unless the pass is due
+                try:
+                    loader.convert_once()
+                except Exception:
+                    log.exception("converting staging objects failed; retrying")
 
 
 def seconds_to_next_pass(now: float, interval: float, grace: float) -> float:

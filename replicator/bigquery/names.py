@@ -9,8 +9,8 @@ Tables in ``<dataset>``:
 Bookkeeping objects in the landing bucket (under ``bq/``; nothing else writes there):
   ``bq/committed/<category>/YYYY/MM/DD/HH/g<GEN>.loaded``   the manifest of generation GEN is loaded and its fresh
                                                               rows are deleted
+  ``bq/fresh/<tier>/objects/<staging name>.avro``             rows of one staging object (the fresh table's format)
   ``bq/fresh/<tier>/<batch_id>.json``                         a fresh batch: the sorted staging objects it covers
-  ``bq/fresh/<tier>/<batch_id>-<NNNNN>.avro``                 its rows (the fresh table's format)
   ``bq/fresh/<tier>/<batch_id>.loaded``                       the batch is loaded
   ``bq/errors/<job_base>.json``                               a load given up for good, with BigQuery's error
 
@@ -56,8 +56,9 @@ def fresh_record(tier: str, batch_id: str) -> str:
     return f"{fresh_dir(tier)}{batch_id}.json"
 
 
-def fresh_data(tier: str, batch_id: str, index: int) -> str:
-    return f"{fresh_dir(tier)}{batch_id}-{index:05d}.avro"
+def fresh_object(tier: str, staging_name: str) -> str:
+    """The fresh table's Avro file of one staging object."""
+    return f"{fresh_dir(tier)}objects/{staging_name}.avro"
 
 
 def fresh_marker(tier: str, batch_id: str) -> str:

@@ -69,11 +69,11 @@ def test_one_job_per_tier_batch_and_committed_objects_are_skipped() -> None:
 
 
 def test_batches_are_bounded() -> None:
-    _, lander, fake, loader = setup(BatchLimits(max_objects=2, max_bytes=10**9, max_file_bytes=1))
+    _, lander, fake, loader = setup(BatchLimits(max_objects=2, max_bytes=10**9))
     for i in range(5):
         land(lander, "ads_click", 1, f"x{i}-")
     loader.run(frozenset(), frozenset())
-    assert [len(s.uris) for s in fake.specs] == [2, 2, 1], "2 objects per batch, 1 object per file"
+    assert [len(s.uris) for s in fake.specs] == [2, 2, 1], "2 objects per batch, one file per object"
 
 
 def test_a_pending_batch_is_resumed_with_the_same_id_and_new_data_gets_its_own() -> None:
@@ -127,3 +127,22 @@ def test_passes_start_just_after_each_slot_closes() -> None:
     assert seconds_to_next_pass(now=120.0, interval=60.0, grace=2.0) == 2.0
     assert seconds_to_next_pass(now=122.5, interval=60.0, grace=2.0) == 59.5
     assert seconds_to_next_pass(now=181.0, interval=60.0, grace=2.0) == 1.0
+
+
+def test_objects_are_converted_ahead_so_the_pass_only_loads() -> None:
+    store, lander, fake, _ = setup()
+    land(lander, "ads_click", 3, "a")
+    clock = [NOW]
+    early = FreshLoader(
+        store=store, runner=fake, metrics=LoaderMetrics(), target=Target("p", "ds", "b"), tier="core",  # type: ignore[arg-type]
+        categories=CAT.categories_in("core"), horizon=dt.timedelta(hours=2), clock=lambda: clock[0],
+    )  # fmt: skip
+    assert early.convert(frozenset()) == 1 and fake.specs == []
+    staging = next(n for n in store.names() if n.startswith("staging/"))
+    converted = store.read(names.fresh_object("core", staging))
+    assert [r["event_id"] for r in fresh_rows.decode(converted)] == ["a0", "a1", "a2"]
+    assert early.convert(frozenset()) == 0, "nothing new"
+    clock[0] = LATER  # the slot closes
+    assert early.run(frozenset(), frozenset()) == 3
+    assert fake.specs[0].uris == (f"gs://b/{names.fresh_object('core', staging)}",)
+    assert store.read(names.fresh_object("core", staging)) == converted, "not converted twice"
