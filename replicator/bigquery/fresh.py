@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _READERS = 8
 _EXISTS = object()
+_MAX_TRACKED = 20_000  # staging objects whose latency is tracked until their load (bounded memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +239,8 @@ class FreshLoader:
                 rows = list(fresh_rows.fresh_rows(env, self._by_name[env.category], src))
                 name = names.fresh_object(self._tier, src)
                 self._store.create_if_absent(name, fresh_rows.encode(rows), content_type="avro/binary")
-                self._latency[src] = ([int(r["ingest_time"] or r["event_time"]) for r in rows], info.updated)
+                if len(self._latency) < _MAX_TRACKED:  # G4: while loads are pending, stop tracking, keep converting
+                    self._latency[src] = ([int(r["ingest_time"] or r["event_time"]) for r in rows], info.updated)
                 done += 1
             self._converted.add(src)
         return done
