@@ -55,7 +55,7 @@ def duckdb_home(config: LocalConfig) -> Path:
 
 
 def bq_executable(config: LocalConfig) -> Path:
-    return config.bq_venv / "bin" / "local-bigquery"
+    return (config.bq_venv / "bin" / "local-bigquery").absolute()
 
 
 def check_prerequisites(config: LocalConfig) -> None:
@@ -103,19 +103,22 @@ def emulator_specs(config: LocalConfig, ports: EmulatorPorts) -> list[ProcessSpe
     bq_data = config.state_dir / "bigquery"
     for d in (gcs_root, bq_data):
         d.mkdir(parents=True, exist_ok=True)
+    # Run them inside the state directory, so any stray file they write lands there, not in the caller's cwd.
+    workdir = config.state_dir.resolve()
     clean_env: dict[str, str | None] = dict.fromkeys(_EMULATOR_VARS)
     gcs_url = f"http://127.0.0.1:{ports.gcs}"
     java_dir = str(Path(shutil.which(config.java) or config.java).resolve().parent)
     pubsub = ProcessSpec(
         name="pubsub",
-        argv=[str(config.pubsub_emulator), "--host=127.0.0.1", f"--port={ports.pubsub}"],
+        argv=[str(config.pubsub_emulator.absolute()), "--host=127.0.0.1", f"--port={ports.pubsub}"],
         env={**clean_env, "JAVA_HOME": str(Path(java_dir).parent)},
         ready=http_ready(f"http://127.0.0.1:{ports.pubsub}/"),
+        cwd=workdir,
     )
     gcs = ProcessSpec(
         name="gcs",
         argv=[
-            str(config.fake_gcs_binary),
+            str(Path(config.fake_gcs_binary or "fake-gcs-server").absolute()),
             "-scheme",
             "http",
             "-host",
@@ -135,6 +138,7 @@ def emulator_specs(config: LocalConfig, ports: EmulatorPorts) -> list[ProcessSpe
         ],
         env=clean_env,
         ready=http_ready(f"{gcs_url}/storage/v1/b"),
+        cwd=workdir,
     )
     bigquery = ProcessSpec(
         name="bigquery",
@@ -158,5 +162,6 @@ def emulator_specs(config: LocalConfig, ports: EmulatorPorts) -> list[ProcessSpe
         # The first request opens DuckDB and loads every extension (seconds on a busy machine); a patient probe
         # avoids piling up requests behind it.
         ready=http_ready(f"http://127.0.0.1:{ports.bigquery}/bigquery/v2/projects/{config.project}/datasets", 15.0),
+        cwd=workdir,
     )
     return [pubsub, gcs, bigquery]
