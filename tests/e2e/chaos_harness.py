@@ -43,7 +43,7 @@ class ChaosConfig:
     replicator_kills: int = 4
     pubsub_cut_s: float = 10.0
     gcs_error_rate: float = 0.05
-    drain_timeout_s: float = 400.0
+    drain_timeout_s: float = 600.0
     spread_s: float = 3600.0
     finalize_interval_s: float = 10.0
 

@@ -22,7 +22,7 @@ def _config() -> ChaosConfig:
         return ChaosConfig(
             seed=seed, events=200_000, duration_s=150, replicator_kills=12, pubsub_cut_s=30, spread_s=3 * 3600
         )
-    return ChaosConfig(seed=seed, events=15_000, duration_s=40, replicator_kills=4, pubsub_cut_s=8)
+    return ChaosConfig(seed=seed, events=15_000, duration_s=40, replicator_kills=3, pubsub_cut_s=8)
 
 
 @pytest.mark.timeout(1500)
