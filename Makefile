@@ -11,7 +11,7 @@ BQ_VENV := .venv-bq
 BQ_STAMP := $(BQ_VENV)/.installed
 BQ_REQS := service/local/bq-emulator-requirements.txt
 
-.PHONY: install install-emulators test lint typecheck unit proto demo local clean tf-check tf-scan
+.PHONY: install install-emulators test lint typecheck unit proto demo local clean tf-check tf-scan chaos soak bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,21 @@ demo: install install-emulators
 
 local: install install-emulators
 	$(VENV)/bin/logpipe local
+
+# The full chaos suite (200k events, >= 12 replicator SIGKILLs, a front-end SIGKILL, a 30 s Pub/Sub cut, GCS faults).
+# `make test` runs a shorter version of the same test. Replay a failure with LOGPIPE_CHAOS_SEED=<printed seed>.
+chaos: install install-emulators
+	LOGPIPE_CHAOS_SCALE=full $(VENV)/bin/pytest tests/e2e/test_chaos.py -s -p no:cacheprovider
+
+# Ten minutes at 50% of the capacity measured by the latest `make bench`; RSS/fds/threads must stay flat.
+soak: install install-emulators
+	$(VENV)/bin/logpipe bench soak --minutes $${SOAK_MINUTES:-10}
+
+# Every benchmark, each with its baselines in the same run; results under bench/results/.
+bench: install install-emulators
+	$(VENV)/bin/logpipe bench ingest
+	$(VENV)/bin/logpipe bench replicate
+	$(VENV)/bin/logpipe bench e2e
 
 # Terraform offline: fmt, validate (module + examples) and `terraform test` through the fake providers in
 # tests/fixtures/tf_provider (their schema is ours and can drift from the real providers; see docs/deploy.md).
