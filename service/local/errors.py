@@ -35,3 +35,7 @@ class StackBusy(LocalCloudError):
 
 class NoStackRunning(LocalCloudError):
     """There is no ready stack in the state directory (no endpoints.json, or its launcher is gone)."""
+
+
+class Cancelled(LocalCloudError):
+    """``start()`` was asked to stop (SIGINT/SIGTERM in ``logpipe local``) before the stack was ready."""

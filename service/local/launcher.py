@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +31,7 @@ from service.local.children import AppPlan, plan_apps, registered_commands
 from service.local.config import LocalConfig
 from service.local.emulators import EmulatorPorts, check_prerequisites, emulator_specs
 from service.local.endpoints import FILENAME, Endpoints, write_atomic
-from service.local.errors import StackBusy
+from service.local.errors import Cancelled, StackBusy
 from service.local.provision import ProvisionStep, default_steps, provision
 
 LEDGER = "processes.json"
@@ -39,9 +40,17 @@ LEDGER = "processes.json"
 class LocalCloud:
     """One local stack. No I/O happens until ``start()``."""
 
-    def __init__(self, config: LocalConfig, steps: list[ProvisionStep] | None = None) -> None:
+    def __init__(
+        self,
+        config: LocalConfig,
+        steps: list[ProvisionStep] | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """``steps`` replaces ``default_steps()``; ``cancelled`` is polled during ``start()`` (between children and
+        while waiting for them), which then stops what it started and raises ``Cancelled``."""
         self.config = config
         self._steps = steps
+        self._cancelled = cancelled
         self._children: list[procs.Running] = []
         self._owns_state = False  # True once this instance has claimed the state directory
         self.endpoints: Endpoints | None = None
@@ -78,6 +87,7 @@ class LocalCloud:
                 launcher_pid=me.pid,
                 launcher_create_time=me.create_time(),
             )
+            self._check_cancelled()
             t0 = time.monotonic()
             provision(base, catalog, self._steps if self._steps is not None else default_steps())
             self.timings["provisioning"] = time.monotonic() - t0
@@ -130,11 +140,16 @@ class LocalCloud:
     def _launch(self, specs: list[procs.ProcessSpec]) -> None:
         started = []
         for spec in specs:
+            self._check_cancelled()
             child = procs.start(spec, self.config.logs_dir)
             self._children.append(child)
             started.append(child)
             self._write_ledger()
-        procs.wait_ready(started, self.config.startup_timeout_s)
+        procs.wait_ready(started, self.config.startup_timeout_s, cancelled=self._cancelled)
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled():
+            raise Cancelled("stopped before the stack was ready")
 
     def _write_ledger(self) -> None:
         me = psutil.Process()

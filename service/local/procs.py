@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from service.local.endpoints import ProcessInfo
-from service.local.errors import StartupFailed
+from service.local.errors import Cancelled, StartupFailed
 
 RUN_SEPARATOR = "--- logpipe local: starting "
 """Written to a child's log before each run, so readiness checks can look at the current run only."""
@@ -132,16 +132,24 @@ def start(spec: ProcessSpec, logs_dir: Path) -> Running:
     return Running(spec, popen, log, created)
 
 
-def wait_ready(children: Sequence[Running], timeout_s: float, poll_s: float = 0.05) -> None:
+def wait_ready(
+    children: Sequence[Running],
+    timeout_s: float,
+    poll_s: float = 0.05,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> None:
     """Block until every child's readiness check passes.
 
     Raises:
         StartupFailed: A child exited, or had not answered when ``timeout_s`` ran out. Names the first such child
             and its log.
+        Cancelled: ``cancelled()`` turned true while waiting.
     """
     deadline = time.monotonic() + timeout_s
     pending = list(children)
     while pending:
+        if cancelled():
+            raise Cancelled("stopped while waiting for children to answer")
         for child in list(pending):
             code = child.popen.poll()
             if code is not None:

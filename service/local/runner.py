@@ -8,6 +8,7 @@ start on the same state directory, see ``launcher.clean_stale``).
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from types import FrameType
 
@@ -17,16 +18,8 @@ from rich.table import Table
 from service.catalog import CatalogError
 from service.local.config import LocalConfig
 from service.local.endpoints import Endpoints
-from service.local.errors import LocalCloudError
+from service.local.errors import Cancelled, LocalCloudError
 from service.local.launcher import LocalCloud
-
-
-class _Stop(Exception):
-    """Raised from the signal handler to unwind into ``finally``."""
-
-
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
 
 
 def summary(endpoints: Endpoints, notes: tuple[str, ...], elapsed_s: float, timings: dict[str, float]) -> Table:
@@ -55,33 +48,42 @@ def summary(endpoints: Endpoints, notes: tuple[str, ...], elapsed_s: float, timi
 
 
 def run_foreground(config: LocalConfig, console: Console | None = None) -> int:
-    """Run the stack until SIGINT/SIGTERM or until a child dies. Blocks. Returns the exit code."""
+    """Run the stack until SIGINT/SIGTERM or until a child dies. Blocks. Returns the exit code.
+
+    The signal handlers only record the request (nothing is raised from inside them, so no child can be started
+    and then forgotten); ``LocalCloud.start`` polls it and the watch loop wakes on it.
+    """
     console = console or Console(stderr=True)
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    cloud = LocalCloud(config)
+    requested: list[str] = []
+    wake = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        requested.append(signal.Signals(signum).name)
+        wake.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    cloud = LocalCloud(config, cancelled=wake.is_set)
     started = time.monotonic()
     try:
         try:
             endpoints = cloud.start()
+        except Cancelled:
+            console.print(f"{requested[0]}: stopped before the stack was ready")
+            return 0
         except (LocalCloudError, CatalogError) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             return 1
         console.print(summary(endpoints, cloud.notes, time.monotonic() - started, cloud.timings))
         console.print(f'Use it from a shell: eval "$(logpipe env --state-dir {config.state_dir})". Ctrl-C stops it.')
-        while True:
+        while not wake.wait(0.5):
             dead = cloud.dead_children()
             if dead:
                 for name, code, log in dead:
                     console.print(f"[red]error:[/red] {name} exited with code {code} (log: {log}); stopping")
                 return 1
-            time.sleep(0.5)
-    except _Stop as stop:
-        console.print(f"{stop}: stopping")
+        console.print(f"{requested[0]}: stopping")
         return 0
     finally:
-        # A second signal during shutdown must not abort the cleanup.
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
         cloud.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -179,3 +179,35 @@ def test_restart_after_sigkill_cleans_up_and_keeps_gcs_data(
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(timeout=15) == 0
     assert not any(_alive(p.pid, p.create_time) for p in new.processes)
+
+
+def _processes_of(state: Path) -> list[int]:
+    """Live processes working in ``state`` or naming it on their command line (every emulator does one or both)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status", "cwd"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.info["cwd"] == str(state.resolve()) or str(state) in " ".join(proc.info["cmdline"] or ()):
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("delay_s", [0.5, 3.0])
+def test_sigterm_during_startup_leaves_nothing(tmp_path: Path, launchers: list[Launcher], delay_s: float) -> None:
+    state = tmp_path / "stack"
+    launcher = Launcher(state, "--frontends", "0", "--replicators", "0")
+    launchers.append(launcher)
+    deadline = time.monotonic() + 30
+    while not (state / "logs").exists() and time.monotonic() < deadline:  # the launcher got past its checks
+        time.sleep(0.05)
+    time.sleep(delay_s)
+    launcher.proc.send_signal(signal.SIGTERM)
+    assert launcher.proc.wait(timeout=20) == 0, launcher.output.read_text()
+    deadline = time.monotonic() + 10
+    while _processes_of(state) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_of(state) == []
+    assert not (state / FILENAME).exists()
