@@ -3,7 +3,8 @@
 Contract:
   * ``start()`` blocks until every child answers and provisioning is done, then atomically writes
     ``<state_dir>/endpoints.json`` and returns the ``Endpoints``. On any failure it stops what it started and raises
-    (``PrerequisiteMissing``, ``StartupFailed``, ``StackBusy``, or the provisioning step's error).
+    (``PrerequisiteMissing``, ``StartupFailed``, ``StackBusy``, ``Cancelled``, ``CatalogError``, or the error of a
+    provisioning step).
   * ``stop()`` stops every child's process group (SIGTERM, SIGKILL after ``stop_timeout_s``), removes endpoints.json
     and the ledger, and is safe to call twice or after a failed start.
   * Crash safety: ``<state_dir>/processes.json`` (the ledger) lists the launcher and every child as soon as it is
