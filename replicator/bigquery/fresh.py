@@ -137,6 +137,8 @@ class FreshLoader:
                 self._batches[bid] = sources
                 events += self._load_batch(bid, sources, {o.name: o for o in batch})
         self._cleanup(done_sources)
+        pending = [b for b in self._batches if b not in self._loaded and b not in self._failed]
+        self._metrics.pending.labels("fresh").set(len(pending))
         return events
 
     def _list_staging(self) -> list[ObjectInfo]:
