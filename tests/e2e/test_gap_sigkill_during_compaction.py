@@ -1,0 +1,115 @@
+"""G1/G2/G3 gap: a real SIGKILL of a replicator worker *during* compaction while a second worker finalizes the same
+partitions. GCS uploads are slowed by the fault proxy so the finalization is long enough to be caught in the middle:
+the victim is killed only once a data file of an uncommitted generation exists (asserted, so the test cannot pass
+without exercising that window). While the survivor works, a reader following the manifests must never meet a missing
+file or a ``_SUCCESS`` without a manifest; at the end every event is committed exactly once. Real processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from replicator_harness import Isolated, isolated, wait_for
+
+from replicator.layout import manifest_generation
+from replicator.scan import list_manifests
+from replicator.synth import make_envelope
+from service.local.endpoints import Endpoints
+from tests.faults.http_proxy import FaultProxy, FaultRule
+
+pytestmark = pytest.mark.e2e
+
+WORKER = (
+    "--lease-extension-seconds",
+    "10",
+    "--lateness-seconds",
+    "0",
+    "--finalize-interval",
+    "1",
+    "--target-file-bytes",
+    "4096",
+    "--drain-timeout",
+    "5",
+)
+CATEGORIES = ["ads_click", "login_event"]
+
+
+def _logs(iso: Isolated) -> list[str]:
+    return [o.name for o in iso.store().list("logs/")]
+
+
+def _uncommitted_data_file(names: list[str]) -> bool:
+    """A ``part-g<N>`` file exists whose partition has no manifest of generation N yet: a compaction in progress."""
+    manifests = {(n.rsplit("/", 1)[0], manifest_generation(n)) for n in names if manifest_generation(n)}
+    for n in names:
+        d, base = n.rsplit("/", 1)
+        if base.startswith("part-g") and (d, int(base[6:10])) not in manifests:
+            return True
+    return False
+
+
+def _reader_sees_a_consistent_bucket(iso: Isolated) -> None:
+    """G3: every file named by a manifest exists, and ``_SUCCESS`` only sits next to a manifest."""
+    names = set(_logs(iso))
+    for _, m in list_manifests(iso.store(), CATEGORIES):
+        missing = [f.name for f in m.files if f.name not in names]
+        assert not missing, f"manifest g{m.generation} of {m.partition_label} names missing files {missing}"
+    for n in names:
+        if n.endswith("/_SUCCESS"):
+            d = n.rsplit("/", 1)[0]
+            assert any(x.startswith(d + "/_manifest-g") for x in names), f"{n} without a manifest"
+
+
+def test_sigkill_during_compaction_with_two_workers_racing(local_cloud: Endpoints, tmp_path: Path) -> None:
+    iso = isolated(local_cloud, tmp_path, ack_deadline=10)
+    proxy = FaultProxy(local_cloud.gcs_url, seed=3).start()
+    try:
+        now = dt.datetime.now(dt.UTC)
+        hours = [(now - dt.timedelta(hours=h)).replace(minute=0, second=0, microsecond=0) for h in (3, 4)]
+        envs, expected = [], set()
+        for k in range(24):
+            cat = CATEGORIES[k % 2]
+            eids = [f"{cat}-{k}-{i}" for i in range(40)]
+            if k >= 4:
+                eids[0] = f"{cat}-{k - 4}-1"  # the same event in another envelope (a retry via another front-end)
+            envs.append(make_envelope(cat, eids, hours[k % 4 // 2] + dt.timedelta(minutes=k), payload_bytes=300))
+            expected.update(eids)
+
+        # 1. Land everything without finalizing, so both finalizers later race over the same staged partitions.
+        lander = iso.start_replicator(*WORKER, "--tier", "core", "--no-finalize", name="lander")
+        iso.publish("core", envs)
+        wait_for(lambda: len(iso.staged()) >= len(envs), 60, what="every envelope staged")
+        lander.send_signal(signal.SIGTERM)
+        assert lander.wait(timeout=60) == 0, iso.logs_tail()
+
+        # 2. Two finalizing workers behind a slow GCS; SIGKILL one in the middle of a compaction.
+        proxy.add(FaultRule("delay:0.4", method="POST", times=-1))
+        env = iso.env(STORAGE_EMULATOR_HOST=proxy.url)
+        victim = iso.start_replicator(*WORKER, "--tier", "core", name="victim", env=env)
+        survivor = iso.start_replicator(*WORKER, "--tier", "core", name="survivor", env=env)
+        wait_for(lambda: _uncommitted_data_file(_logs(iso)), 60, 0.05, "a compaction in progress")
+        os.killpg(victim.pid, signal.SIGKILL)
+        assert victim.wait(timeout=10) == -signal.SIGKILL
+
+        # 3. While the survivor finishes (and redoes the victim's partitions), readers see only committed data.
+        deadline = time.monotonic() + 150
+        while set(iso.committed(CATEGORIES)) != expected:
+            assert time.monotonic() < deadline, f"not every event committed\n{iso.logs_tail()}"
+            _reader_sees_a_consistent_bucket(iso)
+            time.sleep(0.5)
+        _reader_sees_a_consistent_bucket(iso)
+        counts = iso.committed(CATEGORIES)
+        assert {k: v for k, v in counts.items() if v != 1} == {}
+        sources = [s for _, m in list_manifests(iso.store(), CATEGORIES) for s in m.sources]
+        assert len(sources) == len(set(sources)), "a staging object was consumed by two generations"
+        assert survivor.poll() is None, iso.logs_tail()
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(timeout=60) == 0, iso.logs_tail()
+    finally:
+        iso.stop_all()
+        proxy.stop()
