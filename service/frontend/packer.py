@@ -4,7 +4,7 @@ Contract:
   * ``add(groups, ticket)`` never blocks on I/O. Each group's events join the open batch of their (category, hour);
     a batch that reaches ``target_bytes`` is sealed at once, and any batch is sealed at most ``max_latency_s`` after
     its first event (by the flusher thread). Sealing builds an ``Envelope`` with a fresh UUIDv7 ``envelope_id``,
-    encodes it with ``service.envelope.encode`` and hands it to ``submit``.
+    encodes it with ``service.envelope.encode_serialized`` and hands it to ``submit``.
   * An envelope never mixes categories or UTC hours, so the replicator can land it verbatim as one object.
   * The ack obligation rides with the data: every batch remembers the ``Ticket`` of each request whose events it
     holds, and the ticket completes when every envelope holding its events is durable (or fails with the first error).
@@ -19,13 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from service.client.ids import uuid7_str
-from service.contract import Envelope
-from service.envelope import EncodedEnvelope, encode
+from service.contract import Event
+from service.envelope import EncodedEnvelope, encode_serialized
 from service.frontend.metrics import Metrics
-from service.frontend.wire import frame
+from service.frontend.wire import envelope_header, frame
 
 #: Per-event bytes added to the payload when accounting in-flight bytes (ids, times, tags).
 EVENT_OVERHEAD = 96
@@ -76,6 +74,7 @@ class _Batch:
     opened: float
     chunks: list[bytes] = field(default_factory=list)  # wire parts of Envelope.events entries (service.frontend.wire)
     tickets: list[Ticket] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)  # each event's event_time in Unix microseconds
     size: int = 0
 
 
@@ -121,10 +120,20 @@ class Packer:
             self._thread.join()
         self.flush_all()
 
-    def add(self, groups: dict[tuple[str, int], list[bytes]], ticket: Ticket, stamp: bytes = b"") -> None:
+    def add(
+        self,
+        groups: dict[tuple[str, int], list[bytes]],
+        ticket: Ticket,
+        stamp: bytes = b"",
+        times: dict[tuple[str, int], list[int]] | None = None,
+    ) -> None:
         """Queue accepted events; completes ``ticket``'s guard hold. Seals full batches in this thread.
 
-        ``stamp`` (wire bytes, see ``service.frontend.wire``) is written onto every event of this call."""
+        ``stamp`` (wire bytes, see ``service.frontend.wire``) is written onto every event of this call. ``times`` are
+        the events' event_time in Unix microseconds, parallel to ``groups`` (the validator knows them; when None they
+        are read from the serialized events)."""
+        if times is None:
+            times = {key: [_micros(raw) for raw in events] for key, events in groups.items()}
         framed = {key: frame(events, stamp) for key, events in groups.items()}  # byte work outside the lock
         sealed: list[_Batch] = []
         now = self._clock()
@@ -142,6 +151,7 @@ class Packer:
                         size += sizes[end]
                         end += 1
                     batch.chunks.extend(parts[3 * start : 3 * end])
+                    batch.times.extend(times[key][start:end])
                     batch.size = size
                     start = end
                     if not batch.tickets or batch.tickets[-1] is not ticket:
@@ -179,12 +189,18 @@ class Packer:
     def _seal(self, batch: _Batch) -> None:
         tickets = batch.tickets
         try:
-            env = Envelope.FromString(b"".join(batch.chunks))
-            env.envelope_id = uuid7_str()
-            env.category = batch.category
-            env.frontend = self._instance
-            env.created.CopyFrom(_now_ts(self._wall()))
-            encoded = encode(env, level=self._level)
+            envelope_id = uuid7_str()
+            created_ns = int(self._wall() * 1e9)
+            head = envelope_header(envelope_id, batch.category, self._instance, *divmod(created_ns, 1_000_000_000))
+            encoded = encode_serialized(
+                b"".join([head, *batch.chunks]),
+                envelope_id=envelope_id,
+                category=batch.category,
+                event_count=len(batch.times),
+                min_event_micros=min(batch.times),
+                max_event_micros=max(batch.times),
+                level=self._level,
+            )
         except Exception as exc:  # cannot happen for validated events; never leave tickets hanging
             for t in tickets:
                 t.release(exc)
@@ -201,7 +217,6 @@ class Packer:
         self._submit(encoded, done)
 
 
-def _now_ts(now_s: float) -> Timestamp:
-    ts = Timestamp()
-    ts.FromNanoseconds(int(now_s * 1e9))
-    return ts
+def _micros(serialized_event: bytes) -> int:
+    ts = Event.FromString(serialized_event).event_time
+    return int(ts.seconds * 1_000_000 + ts.nanos // 1000)

@@ -234,7 +234,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
             )
         admitted = _Admitted(request, checked, nbytes, None)
         admitted.ticket = Ticket(None if on_done is None else lambda _err: on_done(admitted))
-        self._packer.add(checked.groups, admitted.ticket, checked.stamp)
+        self._packer.add(checked.groups, admitted.ticket, checked.stamp, checked.times)
         return admitted
 
     def _finish(self, admitted: _Admitted) -> PublishResponse:

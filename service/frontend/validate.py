@@ -67,6 +67,8 @@ class Checked:
     in request order."""
 
     groups: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
+    #: Each accepted event's event_time in Unix microseconds, parallel to ``groups``.
+    times: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     accepted: int = 0
     accepted_bytes: int = 0
@@ -112,6 +114,8 @@ class Validator:
         now.FromNanoseconds(int(now_s * 1e9))
         out = Checked(stamp=stamp(now.seconds, now.nanos, client_id))
         groups = out.groups
+        times = out.times
+        slots: dict[tuple[str, int], tuple[list[bytes], list[int]]] = {}
         reject = out.rejections.append
         seen: set[str] = set()
         uuid_match = UUID_RE.fullmatch
@@ -143,7 +147,7 @@ class Validator:
             nanos = ts.nanos
             changed = False
             if secs == 0 and nanos == 0:  # unset (the epoch itself is outside any window anyway)
-                secs = now_secs
+                secs, nanos = now_secs, now.nanos
                 ts.CopyFrom(now)
                 changed = True
             elif not lo <= secs <= hi or not 0 <= nanos < 1_000_000_000:
@@ -173,10 +177,11 @@ class Validator:
                 out.assigned_ids[i] = eid
                 changed = True
             key = (category, secs // 3600)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = group = []
-            group.append(e.SerializeToString() if changed or raw_events is None else raw_events[i])
+            slot = slots.get(key)
+            if slot is None:
+                slots[key] = slot = (groups.setdefault(key, []), times.setdefault(key, []))
+            slot[0].append(e.SerializeToString() if changed or raw_events is None else raw_events[i])
+            slot[1].append(secs * 1_000_000 + nanos // 1000)
             accepted_bytes += len(payload)
         out.accepted_bytes = accepted_bytes
         out.accepted = len(events) - len(out.rejections)

@@ -46,6 +46,26 @@ def stamp(ingest_seconds: int, ingest_nanos: int, client_id: str) -> bytes:
     return _INGEST_TIME_TAG + _len(len(ts)) + ts + _CLIENT_ID_TAG + _len(len(cid)) + cid
 
 
+def _field(tag: bytes, value: bytes) -> bytes:
+    return tag + _len(len(value)) + value if value else b""
+
+
+def envelope_header(envelope_id: str, category: str, frontend: str, created_s: int, created_nanos: int) -> bytes:
+    """Wire bytes of an Envelope's own fields (envelope_id, category, frontend, created); followed by ``frame``'s
+    parts they make a whole Envelope (a parser accepts fields in any order)."""
+    created = (b"\x08" + varint(created_s) if created_s else b"") + (
+        b"\x10" + varint(created_nanos) if created_nanos else b""
+    )
+    return (
+        _field(b"\x0a", envelope_id.encode())
+        + _field(b"\x12", category.encode())
+        + _field(b"\x22", frontend.encode())
+        + b"\x2a"
+        + _len(len(created))
+        + created
+    )
+
+
 def frame(serialized: Iterable[bytes], suffix: bytes) -> tuple[list[int], list[bytes]]:
     """Each serialized event as an ``Envelope.events`` entry carrying ``suffix``.
 

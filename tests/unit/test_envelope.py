@@ -83,3 +83,26 @@ def test_arbitrary_bytes_never_crash(data: bytes, attrs: dict[str, str]) -> None
     for a in (attrs, {**attrs, **base}):
         with contextlib.suppress(PoisonEnvelope):
             decode(data, a)
+
+
+def test_encode_serialized_equals_encode() -> None:
+    from service.envelope import encode_serialized
+
+    env = _env(4)
+    env.events[2].event_time.seconds -= 10
+    env.events[1].event_time.nanos = 999_999
+    want = encode(env, level=1)
+    micros = [e.event_time.seconds * 1_000_000 + e.event_time.nanos // 1000 for e in env.events]
+    got = encode_serialized(
+        env.SerializeToString(),
+        envelope_id=env.envelope_id,
+        category=env.category,
+        event_count=len(env.events),
+        min_event_micros=min(micros),
+        max_event_micros=max(micros),
+        level=1,
+    )
+    assert got == want
+    assert got.attributes["min_event_time"] == "2025-11-26T12:59:52.000000Z"
+    assert got.attributes["max_event_time"] == "2025-11-26T13:00:03.000000Z"
+    assert decode(got.data, got.attributes) == env

@@ -55,3 +55,28 @@ def test_varint_matches_protobuf(n: int) -> None:
     from google.protobuf.internal.encoder import _VarintBytes
 
     assert varint(n) == _VarintBytes(n)
+
+
+@given(
+    batch=st.lists(events(), max_size=5),
+    envelope_id=st.text(max_size=40),
+    category=st.text(max_size=10),
+    frontend=st.text(max_size=10),
+    created_s=st.integers(min_value=0, max_value=2**40),
+    created_nanos=st.integers(min_value=0, max_value=999_999_999),
+)
+def test_envelope_header_plus_frames_equal_field_setting(
+    batch: list[Event], envelope_id: str, category: str, frontend: str, created_s: int, created_nanos: int
+) -> None:
+    from service.frontend.wire import envelope_header
+
+    expected = Envelope(envelope_id=envelope_id, category=category, frontend=frontend)
+    expected.created.seconds = created_s
+    expected.created.nanos = created_nanos
+    expected.events.extend(batch)
+    _sizes, parts = frame([e.SerializeToString() for e in batch], b"")
+    got = Envelope.FromString(
+        envelope_header(envelope_id, category, frontend, created_s, created_nanos) + b"".join(parts)
+    )
+    assert got == expected
+    assert got.HasField("created")
