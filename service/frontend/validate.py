@@ -25,6 +25,8 @@ from service.frontend.wire import stamp
 
 #: Canonical lowercase hyphenated UUID: the dedup key is the string, so only one spelling of an id is allowed.
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: Many ids at once: each canonical UUID followed by a newline (no id can contain one).
+_IDS_RE = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n)*")
 _JSON = msgspec.json.Decoder(msgspec.Raw)
 
 
@@ -113,6 +115,8 @@ class Validator:
         now = Timestamp()
         now.FromNanoseconds(int(now_s * 1e9))
         out = Checked(stamp=stamp(now.seconds, now.nanos, client_id))
+        if raw_events is not None and events and self._all_good(events, raw_events, lo, hi, out):
+            return out
         groups = out.groups
         times = out.times
         slots: dict[tuple[str, int], tuple[list[bytes], list[int]]] = {}
@@ -186,6 +190,58 @@ class Validator:
         out.accepted_bytes = accepted_bytes
         out.accepted = len(events) - len(out.rejections)
         return out
+
+    def _all_good(self, events: Sequence[Event], raw: Sequence[bytes], lo: float, hi: float, out: Checked) -> bool:
+        """The bulk fast path: True (and ``out`` filled) when every event passes every check and needs no change.
+
+        Each check runs over the whole request in C (list comprehensions, ``map``, one regex over all ids); any doubt
+        returns False and ``check`` runs the per-event loop, which finds each event's precise reason (G5). It accepts
+        exactly what that loop accepts without changes: ids set, canonical and unique; known categories; event_time
+        set and in the window; no attributes; sizes within limits; JSON well-formed."""
+        lim = self._limits
+        ids = [e.event_id for e in events]
+        if len(set(ids)) != len(ids) or _IDS_RE.fullmatch("\n".join(ids) + "\n") is None:
+            return False
+        categories = set([e.category for e in events])  # a list first: faster than a generator
+        is_json = self._json
+        if not all(c in is_json for c in categories):
+            return False
+        stamps = [e.event_time for e in events]
+        secs = [t.seconds for t in stamps]
+        nanos = [t.nanos for t in stamps]
+        if not (lo <= min(secs) and max(secs) <= hi and min(nanos) >= 0 and max(nanos) < 1_000_000_000):
+            return False
+        if any([e.attributes for e in events]) or max(map(len, [e.producer for e in events])) > lim.max_producer_chars:
+            return False
+        payloads = [e.payload for e in events]
+        sizes = list(map(len, payloads))
+        if max(sizes) > lim.max_payload_bytes:
+            return False
+        json_payloads = payloads if all(is_json[c] for c in categories) else None
+        if json_payloads is None and any(is_json[c] for c in categories):
+            json_payloads = [p for e, p in zip(events, payloads, strict=True) if is_json[e.category]]
+        if json_payloads:
+            try:
+                for p in json_payloads:
+                    if not p.isascii():
+                        p.decode("utf-8")
+                list(map(_JSON.decode, json_payloads))
+            except (UnicodeDecodeError, msgspec.DecodeError):
+                return False
+        micros = [s * 1_000_000 + n // 1000 for s, n in zip(secs, nanos, strict=True)]
+        hours = [s // 3600 for s in secs]
+        if len(categories) == 1 and min(hours) == max(hours):
+            key = (next(iter(categories)), hours[0])
+            out.groups[key] = list(raw)
+            out.times[key] = micros
+        else:
+            for e, r, h, m in zip(events, raw, hours, micros, strict=True):
+                key = (e.category, h)
+                out.groups.setdefault(key, []).append(r)
+                out.times.setdefault(key, []).append(m)
+        out.accepted = len(events)
+        out.accepted_bytes = sum(sizes)
+        return True
 
     def _attributes_problem(self, e: Event) -> tuple[int, str] | None:
         lim = self._limits

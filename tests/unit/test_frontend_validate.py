@@ -115,3 +115,54 @@ def test_json_problem_accepts_well_formed(good: bytes) -> None:
 def test_window_edges_are_inclusive() -> None:
     checked = Validator(CATALOG, LIMITS).check([_at(3600), _at(-7 * 86400)], NOW, "c")
     assert checked.accepted == 2
+
+
+def _outcome(checked: object) -> tuple[object, ...]:
+    from service.frontend.validate import Checked
+
+    assert isinstance(checked, Checked)
+    groups = {k: [Event.FromString(b) for b in v] for k, v in checked.groups.items()}
+    return groups, checked.times, checked.rejections, checked.accepted, checked.accepted_bytes
+
+
+@pytest.mark.parametrize(("name", "make", "code"), [*BAD, ("good", _now_event, StatusCode.ACCEPTED)])
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_bulk_fast_path_agrees_with_the_per_event_loop(name: str, make: object, code: int, position: int) -> None:
+    """With raw bytes (the server's case) the bulk path may answer; it must answer exactly as the loop does."""
+    events = [_at(-3600 * (i % 2), category=("app_log", "trace_span")[i % 2]) for i in range(3)]
+    bad = make()  # type: ignore[operator]
+    if bad.HasField("event_time") and name not in ("too far in future", "too old", "bad nanos"):
+        bad.event_time.FromNanoseconds(int(NOW * 1e9))
+    events[position] = bad
+    if name == "good":
+        events.append(_at(0, payload='{"é": "ü"}'.encode(), producer="p" * 256))
+    raws = [e.SerializeToString() for e in events]
+    fast = Validator(CATALOG, LIMITS).check([Event.FromString(r) for r in raws], NOW, "c", raws)
+    slow = Validator(CATALOG, LIMITS).check([Event.FromString(r) for r in raws], NOW, "c", None)
+    assert _outcome(fast) == _outcome(slow)
+    assert fast.groups == {k: [r for r in raws if Event.FromString(r) in v] for k, v in _outcome(slow)[0].items()}  # type: ignore[index, union-attr]
+    if code == StatusCode.ACCEPTED:
+        assert not fast.rejections and fast.accepted == 4
+        from service.frontend.validate import Checked
+
+        parsed = [Event.FromString(r) for r in raws]
+        assert Validator(CATALOG, LIMITS)._all_good(parsed, raws, NOW - 7 * 86400, NOW + 3600, Checked())  # bulk path
+        assert len(fast.groups) == len({(e.category, e.event_time.seconds // 3600) for e in events})
+        assert len(fast.groups) == (1 if position == 1 else 2)
+    else:
+        assert [r.code for r in fast.rejections] == [code] or name == "bad nanos"
+
+
+def test_bulk_fast_path_rejects_duplicates_and_empty_ids_like_the_loop() -> None:
+    a, b = _now_event(), _now_event()
+    b.event_id = a.event_id
+    c = _now_event()
+    c.event_id = ""
+    for events in ([a, b], [a, c]):
+        raws = [e.SerializeToString() for e in events]
+        fast = Validator(CATALOG, LIMITS).check([Event.FromString(r) for r in raws], NOW, "c", raws)
+        assert fast.accepted == 1 + (events[1] is c)
+        if events[1] is b:
+            assert [r.code for r in fast.rejections] == [StatusCode.DUPLICATE_EVENT_ID]
+        else:
+            assert fast.assigned_ids and not fast.rejections
