@@ -23,6 +23,7 @@ import grpc.aio
 
 from service.client.ids import uuid7_str
 from service.contract import PublishRequest, PublishResponse
+from service.frontend.wire import varint
 
 PUBLISH = "/logpipe.v1.Ingest/Publish"
 STREAM = "/logpipe.v1.Ingest/PublishStream"
@@ -130,10 +131,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             i = 0
             while time.perf_counter() < deadline:
                 await window.acquire()
-                req = PublishRequest.FromString(ring[(k + i) % len(ring)])
-                req.sequence = i
                 sent_at[i] = time.perf_counter()
-                yield req.SerializeToString()
+                # A scalar field repeated on the wire: the last value wins, so this sets sequence without re-encoding.
+                yield ring[(k + i) % len(ring)] + b"\x10" + varint(i)
                 i += 1
 
         try:
