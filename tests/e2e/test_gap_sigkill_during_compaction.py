@@ -55,8 +55,9 @@ def _uncommitted_data_file(names: list[str]) -> bool:
 
 def _reader_sees_a_consistent_bucket(iso: Isolated) -> None:
     """G3: every file named by a manifest exists, and ``_SUCCESS`` only sits next to a manifest."""
+    manifests = list(list_manifests(iso.store(), CATEGORIES))  # first: its files predate each manifest
     names = set(_logs(iso))
-    for _, m in list_manifests(iso.store(), CATEGORIES):
+    for _, m in manifests:
         missing = [f.name for f in m.files if f.name not in names]
         assert not missing, f"manifest g{m.generation} of {m.partition_label} names missing files {missing}"
     for n in names:
