@@ -78,7 +78,7 @@ class Tier(_Frozen):
     name: str
     description: str = ""
     ack_deadline_seconds: int = Field(default=60, ge=10, le=600)
-    max_delivery_attempts: int = Field(default=10, ge=5, le=100)
+    max_delivery_attempts: int = Field(default=100, ge=5, le=100)
     message_retention_seconds: int = Field(default=604800, ge=600, le=2678400)
 
     @field_validator("name")

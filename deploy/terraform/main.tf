@@ -13,7 +13,7 @@ locals {
     for t in local.catalog_raw.tiers : t.name => {
       name                      = t.name
       ack_deadline_seconds      = try(t.ack_deadline_seconds, 60)
-      max_delivery_attempts     = try(t.max_delivery_attempts, 10)
+      max_delivery_attempts     = try(t.max_delivery_attempts, 100)
       message_retention_seconds = try(t.message_retention_seconds, 604800)
     }
   }

@@ -58,6 +58,8 @@ class ChaosReport:
     gcs: Verdict | None = None
     bigquery: Verdict | None = None
     gcs_fault_counts: dict[str, int] = field(default_factory=dict)
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    dead_lettered_ids: set[str] = field(default_factory=set)
 
     def lines(self) -> list[str]:
         c, ld = self.config, self.load
@@ -72,6 +74,11 @@ class ChaosReport:
             out.append(f"queried (BigQuery):     {self.bigquery.summary()}")
         out.append(f"faults injected ({len(self.faults)}): " + "; ".join(self.faults))
         out.append(f"GCS proxy faults: {self.gcs_fault_counts}")
+        lost = set(self.gcs.lost) if self.gcs else set()
+        out.append(
+            f"dead-letter topics: {self.dead_lettered} ({len(self.dead_lettered_ids)} events, "
+            f"{len(lost & self.dead_lettered_ids)} of the {len(lost)} missing ones)"
+        )
         return out
 
 
@@ -135,6 +142,30 @@ def _finalize(env: dict[str, str]) -> None:
     before = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     subprocess.run([sys.executable, "-m", "service.cli", "finalize", "--before", before], env=env, check=True,
                    capture_output=True, timeout=300)  # fmt: skip
+
+
+def _drain_dead_letters(ep: Any, report: ChaosReport) -> None:
+    """Pull every tier's dead-letter subscription: what Pub/Sub gave up on, or the replicator judged poison."""
+    from service.envelope import PoisonEnvelope, decode
+    from service.local.clients import pubsub_subscriber
+
+    catalog = load_catalog()
+    sub = pubsub_subscriber(ep)
+    for tier in catalog.tiers:
+        path = sub.subscription_path(ep.project, catalog.dead_letter_subscription(tier.name))
+        while True:
+            resp = sub.pull(request={"subscription": path, "max_messages": 50}, timeout=10)
+            if not resp.received_messages:
+                break
+            for rm in resp.received_messages:
+                reason = rm.message.attributes.get("reason", "max_delivery_attempts")
+                report.dead_lettered[reason] = report.dead_lettered.get(reason, 0) + 1
+                try:
+                    env = decode(rm.message.data, dict(rm.message.attributes))
+                    report.dead_lettered_ids.update(e.event_id for e in env.events)
+                except PoisonEnvelope:
+                    pass
+            sub.acknowledge(request={"subscription": path, "ack_ids": [m.ack_id for m in resp.received_messages]})
 
 
 def run_chaos(cfg: ChaosConfig, state_dir: Path, log: Any = print) -> ChaosReport:
@@ -209,6 +240,7 @@ def run_chaos(cfg: ChaosConfig, state_dir: Path, log: Any = print) -> ChaosRepor
                     break
                 time.sleep(3)
             log(f"chaos: BigQuery verdict after {time.monotonic() - t_load:.0f}s: {report.bigquery.summary()}")
+            _drain_dead_letters(ep, report)
     finally:
         pipe.stop()
         if gcs is not None:

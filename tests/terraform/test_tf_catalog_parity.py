@@ -141,5 +141,5 @@ def test_another_catalog_with_defaults_left_out(fake_tf: tf_harness.FakeProvider
     path = tmp_path / "catalog.yaml"
     path.write_text(OTHER_CATALOG)
     cat = load_catalog(path)
-    assert cat.name_prefix == "acme" and cat.tier("cold").max_delivery_attempts == 10  # defaults really omitted
+    assert cat.name_prefix == "acme" and cat.tier("cold").max_delivery_attempts == 100  # defaults really omitted
     assert_parity(plan(fake_tf, tmp_path, path), cat)
