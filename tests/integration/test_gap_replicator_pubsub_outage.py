@@ -51,11 +51,15 @@ def test_replicator_survives_a_pubsub_outage_and_resumes(local_cloud: Endpoints,
             proxy.set_mode("blackhole")
             time.sleep(10)
             assert rep.poll() is None, "the replicator died during the Pub/Sub outage:\n" + iso.logs_tail()
+            staged = "\n".join(iso.staged())
+            assert not [e for e in during if e.envelope_id in staged], "the outage did not cut the replicator off"
+            reconnects = proxy.accepted
             proxy.set_mode("pass")
             try:
                 wait_for(lambda: set(iso.committed()) == expected, 150, 0.5, "every event committed after the outage")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{iso.logs_tail()}") from None
+            assert proxy.accepted > reconnects, "the replicator did not reconnect through the proxy"
             counts = iso.committed()
             assert {k: v for k, v in counts.items() if v != 1} == {}
             rep.send_signal(signal.SIGTERM)
