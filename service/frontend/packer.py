@@ -74,7 +74,7 @@ class _Batch:
     opened: float
     chunks: list[bytes] = field(default_factory=list)  # wire parts of Envelope.events entries (service.frontend.wire)
     tickets: list[Ticket] = field(default_factory=list)
-    times: list[int] = field(default_factory=list)  # each event's event_time in Unix microseconds
+    times: list[tuple[int, int]] = field(default_factory=list)  # each event's event_time (seconds, nanos)
     size: int = 0
 
 
@@ -125,15 +125,15 @@ class Packer:
         groups: dict[tuple[str, int], list[bytes]],
         ticket: Ticket,
         stamp: bytes = b"",
-        times: dict[tuple[str, int], list[int]] | None = None,
+        times: dict[tuple[str, int], list[tuple[int, int]]] | None = None,
     ) -> None:
         """Queue accepted events; completes ``ticket``'s guard hold. Seals full batches in this thread.
 
         ``stamp`` (wire bytes, see ``service.frontend.wire``) is written onto every event of this call. ``times`` are
-        the events' event_time in Unix microseconds, parallel to ``groups`` (the validator knows them; when None they
+        the events' event_time as (seconds, nanos), parallel to ``groups`` (the validator knows them; when None they
         are read from the serialized events)."""
         if times is None:
-            times = {key: [_micros(raw) for raw in events] for key, events in groups.items()}
+            times = {key: [_time_of(raw) for raw in events] for key, events in groups.items()}
         framed = {key: frame(events, stamp) for key, events in groups.items()}  # byte work outside the lock
         sealed: list[_Batch] = []
         now = self._clock()
@@ -197,8 +197,8 @@ class Packer:
                 envelope_id=envelope_id,
                 category=batch.category,
                 event_count=len(batch.times),
-                min_event_micros=min(batch.times),
-                max_event_micros=max(batch.times),
+                min_event_micros=_micros(min(batch.times)),
+                max_event_micros=_micros(max(batch.times)),
                 level=self._level,
             )
         except Exception as exc:  # cannot happen for validated events; never leave tickets hanging
@@ -217,6 +217,10 @@ class Packer:
         self._submit(encoded, done)
 
 
-def _micros(serialized_event: bytes) -> int:
+def _time_of(serialized_event: bytes) -> tuple[int, int]:
     ts = Event.FromString(serialized_event).event_time
-    return int(ts.seconds * 1_000_000 + ts.nanos // 1000)
+    return ts.seconds, ts.nanos
+
+
+def _micros(seconds_nanos: tuple[int, int]) -> int:
+    return seconds_nanos[0] * 1_000_000 + seconds_nanos[1] // 1000

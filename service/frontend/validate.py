@@ -69,8 +69,8 @@ class Checked:
     in request order."""
 
     groups: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
-    #: Each accepted event's event_time in Unix microseconds, parallel to ``groups``.
-    times: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    #: Each accepted event's event_time as (seconds, nanos), parallel to ``groups``.
+    times: dict[tuple[str, int], list[tuple[int, int]]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     accepted: int = 0
     accepted_bytes: int = 0
@@ -119,7 +119,7 @@ class Validator:
             return out
         groups = out.groups
         times = out.times
-        slots: dict[tuple[str, int], tuple[list[bytes], list[int]]] = {}
+        slots: dict[tuple[str, int], tuple[list[bytes], list[tuple[int, int]]]] = {}
         reject = out.rejections.append
         seen: set[str] = set()
         uuid_match = UUID_RE.fullmatch
@@ -185,7 +185,7 @@ class Validator:
             if slot is None:
                 slots[key] = slot = (groups.setdefault(key, []), times.setdefault(key, []))
             slot[0].append(e.SerializeToString() if changed or raw_events is None else raw_events[i])
-            slot[1].append(secs * 1_000_000 + nanos // 1000)
+            slot[1].append((secs, nanos))
             accepted_bytes += len(payload)
         out.accepted_bytes = accepted_bytes
         out.accepted = len(events) - len(out.rejections)
@@ -228,14 +228,14 @@ class Validator:
                 list(map(_JSON.decode, json_payloads))
             except (UnicodeDecodeError, msgspec.DecodeError):
                 return False
-        micros = [s * 1_000_000 + n // 1000 for s, n in zip(secs, nanos, strict=True)]
+        pairs = list(zip(secs, nanos, strict=True))  # built in C; the packer takes min/max of these tuples
         hours = [s // 3600 for s in secs]
         if len(categories) == 1 and min(hours) == max(hours):
             key = (next(iter(categories)), hours[0])
             out.groups[key] = list(raw)
-            out.times[key] = micros
+            out.times[key] = pairs
         else:
-            for e, r, h, m in zip(events, raw, hours, micros, strict=True):
+            for e, r, h, m in zip(events, raw, hours, pairs, strict=True):
                 key = (e.category, h)
                 out.groups.setdefault(key, []).append(r)
                 out.times.setdefault(key, []).append(m)

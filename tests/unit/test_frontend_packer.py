@@ -40,7 +40,9 @@ def test_split_group_envelopes_have_exact_bounds(give_times: bool) -> None:
     micros = [(HOUR * 3600 + s) * 1_000_000 + n // 1000 for s, n in seconds]
     ticket = Ticket()
     key = ("app_log", HOUR)
-    packer.add({key: raws}, ticket, stamp(1, 2, "c"), {key: micros} if give_times else None)
+    packer.add(
+        {key: raws}, ticket, stamp(1, 2, "c"), {key: [(HOUR * 3600 + s, n) for s, n in seconds]} if give_times else None
+    )
     packer.flush_all()
     assert ticket.wait(1) and ticket.error is None
     assert len(out) > 2
