@@ -90,6 +90,8 @@ def json_problem(payload: bytes) -> str | None:
         _JSON.decode(payload)
     except msgspec.DecodeError as exc:
         return f"payload is not well-formed JSON: {exc}"
+    except RecursionError:  # msgspec's answer to deeply nested input (~1000 levels): an event's problem, not ours
+        return "payload JSON is nested too deeply"
     return None
 
 
@@ -171,7 +173,7 @@ class Validator:
                     if not payload.isascii():  # ASCII is valid UTF-8; only decode (a copy) when it matters
                         payload.decode("utf-8")
                     json_decode(payload)
-                except (UnicodeDecodeError, msgspec.DecodeError):
+                except (UnicodeDecodeError, msgspec.DecodeError, RecursionError):
                     reject(Rejection(i, eid, StatusCode.INVALID_JSON, json_problem(payload) or "invalid JSON"))
                     continue
             if eid:
@@ -226,7 +228,7 @@ class Validator:
                     if not p.isascii():
                         p.decode("utf-8")
                 list(map(_JSON.decode, json_payloads))
-            except (UnicodeDecodeError, msgspec.DecodeError):
+            except (UnicodeDecodeError, msgspec.DecodeError, RecursionError):
                 return False
         pairs = list(zip(secs, nanos, strict=True))  # built in C; the packer takes min/max of these tuples
         hours = [s // 3600 for s in secs]

@@ -166,3 +166,17 @@ def test_bulk_fast_path_rejects_duplicates_and_empty_ids_like_the_loop() -> None
             assert [r.code for r in fast.rejections] == [StatusCode.DUPLICATE_EVENT_ID]
         else:
             assert fast.assigned_ids and not fast.rejections
+
+
+@pytest.mark.parametrize("with_raw", [True, False])
+def test_deeply_nested_json_is_rejected_alone(with_raw: bool) -> None:
+    """msgspec raises RecursionError (not DecodeError) ~1000 levels deep: still one INVALID_JSON, neighbours kept."""
+    good1, bad, good2 = _now_event(), _now_event(), _now_event()
+    bad.payload = b"[" * 5000 + b"]" * 5000
+    raws = [e.SerializeToString() for e in (good1, bad, good2)]
+    checked = Validator(CATALOG, Limits.from_config(FrontendConfig())).check(
+        [Event.FromString(r) for r in raws], NOW, "c", raws if with_raw else None
+    )
+    assert checked.accepted == 2
+    assert [(r.index, r.code) for r in checked.rejections] == [(1, StatusCode.INVALID_JSON)]
+    assert "nested too deeply" in checked.rejections[0].message
