@@ -27,7 +27,7 @@ from service.local.launcher import LocalCloud
 @pytest.fixture(scope="session")
 def local_cloud_config(tmp_path_factory: pytest.TempPathFactory) -> LocalConfig:
     state: Path = tmp_path_factory.mktemp("local-cloud")
-    return LocalConfig(state_dir=state, frontends=0, replicators=0)
+    return LocalConfig(state_dir=state, frontends=0, replicators=0, loaders=0)
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,7 @@ class Pipeline:
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
         self._cloud = LocalCloud(
-            LocalConfig(state_dir=config.state_dir, frontends=0, replicators=0, python=config.python)
+            LocalConfig(state_dir=config.state_dir, frontends=0, replicators=0, loaders=0, python=config.python)
         )
         self.endpoints: Endpoints | None = None
         self._specs: dict[str, procs.ProcessSpec] = {}

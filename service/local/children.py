@@ -71,7 +71,7 @@ def log_ready(log: Path, marker: str) -> ReadyCheck:
 
 
 def plan_apps(config: LocalConfig, endpoints: Endpoints, available: set[str]) -> AppPlan:
-    """Specs for the configured front-ends and replicators, given the ``available`` CLI commands."""
+    """Specs for the configured front-ends, replicators and BigQuery loaders, given the ``available`` CLI commands."""
     base = [str(config.python), "-m", "service.cli"]
     env: dict[str, str | None] = dict(endpoints.env())
     specs: list[ProcessSpec] = []
@@ -96,4 +96,10 @@ def plan_apps(config: LocalConfig, endpoints: Endpoints, available: set[str]) ->
             name = f"replicator-{i}"
             ready = log_ready(config.logs_dir / f"{name}.log", "replicator ready")
             specs.append(ProcessSpec(name, [*base, "replicate"], {**env, "LOGPIPE_WORKER_ID": name}, ready))
+    if config.loaders and "load" not in available:
+        notes.append(f"skipped {config.loaders} BigQuery loader(s): `logpipe load` does not exist")
+    elif config.loaders:
+        # Loaders are safe to run side by side (deterministic job ids); one per stack is enough locally.
+        for i in range(config.loaders):
+            specs.append(ProcessSpec(f"loader-{i}", [*base, "load"], env, None))
     return AppPlan(tuple(specs), tuple(targets), tuple(notes))

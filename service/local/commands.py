@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         state_dir: StateDirOpt = Path(".logpipe"),
         frontends: Annotated[int, typer.Option(min=0, help="`logpipe serve` processes to run.")] = 1,
         replicators: Annotated[int, typer.Option(min=0, help="`logpipe replicate` processes to run.")] = 1,
+        loaders: Annotated[int, typer.Option(min=0, help="`logpipe load` (GCS -> BigQuery) processes to run.")] = 1,
         project: Annotated[str, typer.Option(help="Project id for every emulator.")] = "logpipe-local",
         bucket: Annotated[str, typer.Option(help="Landing bucket name.")] = "logpipe-landing",
         catalog: Annotated[
@@ -55,6 +56,7 @@ def register(app: typer.Typer) -> None:
             catalog_path=catalog or default_catalog_path(),
             frontends=frontends,
             replicators=replicators,
+            loaders=loaders,
             ports=Ports(pubsub_port, gcs_port, bigquery_port, bigquery_grpc_port, frontend_port),
             pubsub_emulator=pubsub_emulator or PUBSUB_EMULATOR,
             bq_venv=bq_venv or BQ_VENV,

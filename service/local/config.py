@@ -48,6 +48,7 @@ class LocalConfig:
         project: The project id the emulators and clients use.
         bucket: The landing bucket.
         catalog_path: The catalog to provision from; also exported to children as LOGPIPE_CATALOG.
+        loaders: How many ``logpipe load`` (BigQuery loader) children to start.
         frontends / replicators: How many ``logpipe serve`` / ``logpipe replicate`` children to start (skipped with
             a note while the command does not exist).
         ports: Fixed ports, or None for free ones.
@@ -67,6 +68,7 @@ class LocalConfig:
     catalog_path: Path = field(default_factory=default_catalog_path)
     frontends: int = 1
     replicators: int = 1
+    loaders: int = 1
     ports: Ports = Ports()
     pubsub_emulator: Path = PUBSUB_EMULATOR
     java: str = "java"

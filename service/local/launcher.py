@@ -93,7 +93,9 @@ class LocalCloud:
             provision(base, catalog, self._steps if self._steps is not None else default_steps())
             self.timings["provisioning"] = time.monotonic() - t0
             t0 = time.monotonic()
-            plan: AppPlan = plan_apps(cfg, base, registered_commands() if cfg.frontends or cfg.replicators else set())
+            plan: AppPlan = plan_apps(
+                cfg, base, registered_commands() if cfg.frontends or cfg.replicators or cfg.loaders else set()
+            )
             self.notes = plan.notes
             self._launch(list(plan.specs))
             self.timings["apps"] = time.monotonic() - t0

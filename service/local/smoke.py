@@ -107,7 +107,7 @@ def demo(state_dir: Path | None = None, console: Console | None = None) -> None:
     """
     console = console or Console()
     tmp = None if state_dir is not None else Path(tempfile.mkdtemp(prefix="logpipe-demo-"))
-    config = LocalConfig(state_dir=state_dir or tmp or Path(".logpipe"), frontends=0, replicators=0)
+    config = LocalConfig(state_dir=state_dir or tmp or Path(".logpipe"), frontends=0, replicators=0, loaders=0)
     started = time.monotonic()
     try:
         with LocalCloud(config) as endpoints:

@@ -36,15 +36,18 @@ def test_missing_commands_are_skipped_with_a_note(tmp_path: Path) -> None:
     assert plan.notes == (
         "skipped 2 front-end(s): `logpipe serve` does not exist yet",
         "skipped 1 replicator(s): `logpipe replicate` does not exist yet",
+        "skipped 1 BigQuery loader(s): `logpipe load` does not exist",
     )
 
 
 def test_specs_when_commands_exist(tmp_path: Path) -> None:
     config = LocalConfig(state_dir=tmp_path, frontends=2, replicators=2, ports=Ports(frontend_base=41000))
-    plan = plan_apps(config, _endpoints(tmp_path), {"serve", "replicate"})
+    plan = plan_apps(config, _endpoints(tmp_path), {"serve", "replicate", "load"})
     assert plan.notes == ()
     assert plan.ingest_targets == ("127.0.0.1:41000", "127.0.0.1:41001")
-    assert [s.name for s in plan.specs] == ["frontend-0", "frontend-1", "replicator-0", "replicator-1"]
+    names = ["frontend-0", "frontend-1", "replicator-0", "replicator-1", "loader-0"]
+    assert [s.name for s in plan.specs] == names
+    assert list(plan.specs[4].argv[-1:]) == ["load"] and plan.specs[4].env["LOGPIPE_BUCKET"] == "b"
     fe = plan.specs[1]
     assert list(fe.argv[-9:]) == [
         "serve", "--host", "127.0.0.1", "--port", "41001", "--instance-id", "frontend-1",
@@ -58,7 +61,7 @@ def test_specs_when_commands_exist(tmp_path: Path) -> None:
 
 
 def test_replicator_is_ready_when_its_log_says_so_in_the_current_run(tmp_path: Path) -> None:
-    config = replace(LocalConfig(state_dir=tmp_path, frontends=0, replicators=1))
+    config = replace(LocalConfig(state_dir=tmp_path, frontends=0, replicators=1, loaders=0))
     (spec,) = plan_apps(config, _endpoints(tmp_path), {"replicate"}).specs
     assert spec.ready is not None
     log = tmp_path / "logs" / "replicator-0.log"

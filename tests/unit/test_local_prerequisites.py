@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 
 
 def _config(tmp_path: Path) -> LocalConfig:
-    return LocalConfig(state_dir=tmp_path / "state", frontends=0, replicators=0)
+    return LocalConfig(state_dir=tmp_path / "state", frontends=0, replicators=0, loaders=0)
 
 
 @pytest.mark.parametrize(
