@@ -30,4 +30,7 @@ def register(app: typer.Typer) -> None:
     from replicator import bench as replicator_bench
 
     replicator_bench.register(bench_app)
+    from service.demo.commands import register_bench
+
+    register_bench(bench_app)
     app.add_typer(bench_app, name="bench")
