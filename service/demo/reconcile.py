@@ -97,6 +97,16 @@ def read_committed(storage: Any, bucket: str, catalog: Catalog, logs_prefix: str
     return out
 
 
+def count_bigquery(bq: Any, catalog: Catalog, dataset: str | None = None) -> int:
+    """Rows visible through the user-facing ``<dataset>.<category>`` names, summed over categories (one cheap query
+    per category; use it to wait, and ``read_bigquery`` once to judge)."""
+    ds = dataset or catalog.dataset
+    total = 0
+    for cat in catalog.categories:
+        total += int(next(iter(bq.query(f"SELECT COUNT(*) FROM `{bq.project}.{ds}.{cat.name}`").result()))[0])
+    return total
+
+
 def read_bigquery(bq: Any, catalog: Catalog, dataset: str | None = None) -> tuple[Counter[str], dict[str, int]]:
     """Every event id visible through the user-facing ``<dataset>.<category>`` names, and rows per category.
 

@@ -69,11 +69,20 @@ class ResourceSampler:
             self._stop.wait(self._interval)
 
 
-def trend(samples: list[dict[str, Any]], name: str, key: str) -> dict[str, float]:
-    """First-quarter vs last-quarter means of ``key`` for process ``name``: how flat the curve is."""
-    series = [s[key] for s in samples if s["name"] == name]
-    if len(series) < 4:
-        return {"first": float("nan"), "last": float("nan"), "growth_pct": float("nan")}
-    q = max(1, len(series) // 4)
-    first, last = sum(series[:q]) / q, sum(series[-q:]) / q
-    return {"first": first, "last": last, "growth_pct": 100.0 * (last - first) / first if first else 0.0}
+def trend(samples: list[dict[str, Any]], name: str, key: str, warmup_fraction: float = 0.2) -> dict[str, float]:
+    """How flat the curve of ``key`` for process ``name`` is, after warm-up.
+
+    The first ``warmup_fraction`` of the samples is warm-up (imports, caches and pools filling, the allocator reaching
+    its working set) and is left out; of the rest, the first-quarter mean is compared with the last-quarter mean.
+    ``growth_pct`` is that change in percent. ``start`` and ``peak`` are the raw first and highest values, warm-up
+    included, for the report. Fewer than 8 samples give NaN (too short to judge).
+    """
+    series = [float(s[key]) for s in samples if s["name"] == name]
+    if len(series) < 8:
+        nan = float("nan")
+        return {"start": nan, "peak": nan, "first": nan, "last": nan, "growth_pct": nan}
+    steady = series[int(len(series) * warmup_fraction) :]
+    q = max(1, len(steady) // 4)
+    first, last = sum(steady[:q]) / q, sum(steady[-q:]) / q
+    growth = 100.0 * (last - first) / first if first else 0.0
+    return {"start": series[0], "peak": max(series), "first": first, "last": last, "growth_pct": growth}
