@@ -28,7 +28,7 @@ from replicator.files import FileWriter
 from replicator.layout import Layout, Partition
 from replicator.manifest import DataFile, Manifest
 from replicator.metrics import Metrics
-from replicator.scan import PartitionState, read_partition, staged_partitions
+from replicator.scan import NameSetDigest, PartitionState, partitions_to_finalize, read_partition
 from replicator.store import ObjectStore
 from service import envelope as envelope_format
 from service.catalog import Catalog
@@ -79,18 +79,18 @@ class Finalizer:
     crash: CrashPoints = field(default_factory=CrashPoints)
     listeners: list[CommitListener] = field(default_factory=list)
     failures: int = 0
-    _complete: dict[Partition, frozenset[str]] = field(default_factory=dict)
+    #: Complete partitions -> digest of the staging names their manifests consumed: O(1) memory per partition.
+    _complete: dict[Partition, NameSetDigest] = field(default_factory=dict)
 
     def run_pass(self, categories: Iterable[str], closable: Callable[[Partition], bool]) -> list[Manifest]:
         """One pass over ``categories``: finalize every closable partition that has pending staging objects.
 
-        A failing partition is logged and counted; the pass continues with the others.
+        A failing partition is logged and counted; the pass continues with the others. Memory: one streamed listing
+        per category, O(partitions) state (``scan.partitions_to_finalize``), then one partition at a time.
         """
         committed: list[Manifest] = []
         for category in categories:
-            for p, names in sorted(staged_partitions(self.store, category, self.layout).items()):
-                if not closable(p) or self._complete.get(p, frozenset()).issuperset(names):
-                    continue
+            for p in partitions_to_finalize(self.store, category, closable, self._complete, self.layout):
                 try:
                     committed += self.finalize_partition(p)
                 except Exception as exc:  # one bad partition must not stop the others
@@ -108,7 +108,7 @@ class Finalizer:
                 self._ensure_success(state)
                 self._collect_orphans(state)
                 if state.success or state.manifests:
-                    self._complete[p] = state.consumed
+                    self._complete[p] = NameSetDigest.of(o.name for o in state.staging)  # pending is empty
                 return committed
             started = time.monotonic()
             result = self._commit_generation(state)

@@ -9,7 +9,8 @@ Everything a loader or an operator needs survives any crash because it is derive
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from replicator.layout import Layout, Partition, manifest_generation, parse_partition_dir
@@ -82,6 +83,57 @@ def staged_partitions(store: ObjectStore, category: str, layout: Layout | None =
         if p is not None:
             out.setdefault(p, []).append(info.name)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class NameSetDigest:
+    """A constant-size fingerprint of a set of object names: (count, XOR of 64-bit BLAKE2b hashes).
+
+    Equal sets give equal digests; a set that gained a name gives a different one (a false match has probability
+    about 2**-64). Staging objects are never deleted by finalization, so "the partition's staging names still match
+    what the last commit consumed" is exactly "nothing new arrived".
+    """
+
+    count: int = 0
+    xor: int = 0
+
+    def add(self, name: str) -> NameSetDigest:
+        h = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+        return NameSetDigest(self.count + 1, self.xor ^ h)
+
+    @staticmethod
+    def of(names: Iterable[str]) -> NameSetDigest:
+        d = NameSetDigest()
+        for n in names:
+            d = d.add(n)
+        return d
+
+
+def partitions_to_finalize(
+    store: ObjectStore,
+    category: str,
+    closable: Callable[[Partition], bool],
+    complete: Mapping[Partition, NameSetDigest],
+    layout: Layout | None = None,
+) -> list[Partition]:
+    """The closable partitions of ``category`` that may have pending staging objects, in order.
+
+    Streams one listing of ``staging/<category>/`` and keeps O(partitions) state, never the object names: a
+    partition that is not closable is skipped; one in ``complete`` (the digest of the staging names its manifests
+    consumed) is returned only when its staging names no longer match that digest (late data arrived).
+    """
+    lay = layout or Layout()
+    seen: dict[Partition, NameSetDigest] = {}
+    skip: set[Partition] = set()
+    for info in store.list(f"{lay.staging_prefix}/{category}/"):
+        p = parse_partition_dir(info.name, lay.staging_prefix)
+        if p is None or p in skip:
+            continue
+        if not closable(p):
+            skip.add(p)
+            continue
+        seen[p] = seen.get(p, NameSetDigest()).add(info.name)
+    return sorted(p for p, d in seen.items() if complete.get(p) != d)
 
 
 def committed_partitions(store: ObjectStore, category: str, layout: Layout | None = None) -> set[Partition]:

@@ -192,3 +192,42 @@ def test_orphans_of_a_crashed_finalizer_are_collected_once_the_generation_is_com
     names = store.names()
     assert orphan not in names and future in names
     assert sorted(committed_ids(store)) == ["o1"]
+
+
+class _CountingStore(MemoryStore):
+    """Counts listings per prefix, to see which partitions a pass reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[str] = []
+
+    def list(self, prefix: str):  # type: ignore[no-untyped-def]
+        self.listed.append(prefix)
+        return super().list(prefix)
+
+
+def test_run_pass_skips_open_and_complete_partitions_but_catches_late_data() -> None:
+    store = _CountingStore()
+    metrics = Metrics()
+    lander = Lander(store, [c.name for c in CAT.categories], metrics)
+    fin = Finalizer(store, CAT, metrics, FinalizeSettings(target_file_bytes=10_000, writer="test"))
+    later = Partition("ads_click", H + dt.timedelta(hours=1))
+    for env in (make_envelope("ads_click", ["p1", "p2"], H), make_envelope("ads_click", ["o1"], later.hour)):
+        lander.land(env.data, env.attributes)
+
+    def closable(p: Partition) -> bool:
+        return p.hour == H
+
+    [m1] = fin.run_pass(["ads_click"], closable)
+    assert m1.total_events == 2
+    layout = Layout()
+    assert layout.partition_dir(later) not in store.listed  # the open hour is never read
+    store.listed.clear()
+    assert fin.run_pass(["ads_click"], closable) == []
+    assert store.listed == ["staging/ads_click/"]  # complete: one listing of the category, no partition read
+
+    late = make_envelope("ads_click", ["p2", "p3"], H)  # after the commit: a delta generation
+    lander.land(late.data, late.attributes)
+    [m2] = fin.run_pass(["ads_click"], closable)
+    assert (m2.generation, m2.total_events, m2.duplicates_dropped) == (2, 1, 1)
+    assert sorted(committed_ids(store)) == ["p1", "p2", "p3"]
