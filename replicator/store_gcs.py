@@ -19,13 +19,15 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 from google.cloud.storage import blob as blob_module
 
-from replicator.errors import ObjectNotFound
+from replicator.errors import ObjectNotFound, StoreError
 from replicator.retry import RetryPolicy
 from replicator.store import Created, ObjectInfo, crc32c_b64
 
 SINGLE_REQUEST_LIMIT = 64 * 1024 * 1024
 #: (connect, read) timeouts of one HTTP request; a hung request becomes a retryable timeout.
 TIMEOUT = (5.0, 60.0)
+#: Objects per listing request (the JSON API's maximum is 1000).
+LIST_PAGE_SIZE = 1000
 
 
 def _raise_single_request_limit() -> None:
@@ -101,12 +103,33 @@ class GcsStore:
         return result
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        def attempt() -> list[ObjectInfo]:
-            blobs = self._bucket.client.list_blobs(self._bucket, prefix=prefix, retry=None, timeout=self._timeout)
-            return [_info(b) for b in blobs]
+        """Page by page (``LIST_PAGE_SIZE`` objects each, each page retried on its own): memory is one page, not the
+        whole listing. GCS lists in name order; pages are checked to stay in order (the contract of ``list``)."""
+        token: str | None = None
+        last = ""
+        while True:
 
-        infos: list[ObjectInfo] = self._call(attempt, "list", prefix)
-        return iter(sorted(infos, key=lambda i: i.name))
+            def attempt(page_token: str | None = token) -> tuple[list[ObjectInfo], str | None]:
+                it = self._bucket.client.list_blobs(
+                    self._bucket,
+                    prefix=prefix,
+                    page_token=page_token,
+                    page_size=LIST_PAGE_SIZE,
+                    retry=None,
+                    timeout=self._timeout,
+                )
+                page = next(it.pages, None)
+                return ([_info(b) for b in page] if page is not None else []), it.next_page_token
+
+            infos, token = self._call(attempt, "list", prefix)
+            infos.sort(key=lambda i: i.name)
+            if infos and infos[0].name <= last:
+                raise StoreError("list", prefix, "pages are not in name order", transient=False)
+            yield from infos
+            if infos:
+                last = infos[-1].name
+            if not token:
+                return
 
     def delete(self, name: str) -> None:
         def attempt() -> None:

@@ -56,6 +56,14 @@ def test_list_is_prefix_filtered_and_sorted(store: ObjectStore) -> None:
     assert list(store.list("nothing/")) == []
 
 
+def test_list_spanning_many_pages_is_complete_and_sorted(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("replicator.store_gcs.LIST_PAGE_SIZE", 3)  # GcsStore: 4 pages (memory store: no pages)
+    names = [f"pages/{i:02d}" for i in range(11)]
+    for name in reversed(names):
+        store.create_if_absent(name, b"x")
+    assert [i.name for i in store.list("pages/")] == names
+
+
 def test_read_and_stat_of_missing_object(store: ObjectStore) -> None:
     with pytest.raises(ObjectNotFound):
         store.read("missing")
