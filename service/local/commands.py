@@ -5,7 +5,6 @@ Heavy imports happen inside the command functions so that ``logpipe --help`` sta
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -101,18 +100,6 @@ def register(app: typer.Typer) -> None:
         except LocalCloudError as exc:
             raise _fail(str(exc)) from None
 
-    # `logpipe demo` (what `make demo` runs) is the end-to-end demo once service/demo provides it; until then, and in
-    # any install without it, it is the smoke check.
-    e2e_demo = _e2e_demo()
-    if e2e_demo is not None:
-        app.command("demo")(e2e_demo)
-    else:
-        app.command("demo", help="Smoke-check the local cloud (the end-to-end demo is not available).")(smoke)
+    from service.demo.commands import demo  # `logpipe demo`, what `make demo` runs: the end-to-end demo
 
-
-def _e2e_demo() -> Callable[..., None] | None:
-    try:
-        from service.demo.commands import demo
-    except ImportError:
-        return None
-    return demo
+    app.command("demo")(demo)
