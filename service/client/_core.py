@@ -1,8 +1,11 @@
-"""Parts shared by the sync and async clients: options, targets with failover, and the ledger of outcomes."""
+"""Parts shared by the sync and async clients: options, the batching state machine, targets with failover, and the
+ledger of outcomes. The clients differ only in how they wait (threads or asyncio) and call (grpc or grpc.aio)."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -66,6 +69,88 @@ class Outstanding:
             self._batches[first] = left
         else:
             del self._batches[first]
+
+
+#: Per-event overhead counted on top of the payload when sizing batches (ids, times, framing).
+EVENT_OVERHEAD = 64
+
+
+class Batcher:
+    """The buffer and its batching rules, shared by both clients. Not thread-safe: callers hold their own lock
+    (``threading.Condition`` or ``asyncio.Condition``) around every call and wake waiters when a method says so."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self._opts = options
+        self._buffer: deque[Event] = deque()
+        self._bytes = 0
+        self._oldest = 0.0
+        self._flush_upto = 0
+        self.outstanding = 0  # buffered + in flight
+        self.progress = Outstanding()
+
+    @property
+    def full(self) -> bool:
+        """True when ``max_buffer_events`` events are buffered or in flight (``send`` must block or raise)."""
+        return self.outstanding >= self._opts.max_buffer_events
+
+    def add(self, event: Event) -> bool:
+        """Buffer ``event``; True when a full batch is now ready (wake the batcher)."""
+        if not self._buffer:
+            self._oldest = time.monotonic()
+        self._buffer.append(event)
+        self._bytes += len(event.payload) + EVENT_OVERHEAD
+        self.outstanding += 1
+        self.progress.enqueued += 1
+        return len(self._buffer) >= self._opts.max_batch_events or self._bytes >= self._opts.max_batch_bytes
+
+    def mark_flush(self) -> int:
+        """Ask for everything buffered now to be sent; returns the mark ``settled`` waits for."""
+        upto = self.progress.enqueued
+        self._flush_upto = max(self._flush_upto, upto)
+        return upto
+
+    def settled(self, upto: int) -> bool:
+        """Every event buffered before mark ``upto`` is acked, rejected or failed."""
+        return self.progress.oldest(len(self._buffer)) >= upto
+
+    @property
+    def empty(self) -> bool:
+        return not self._buffer
+
+    def due(self, closed: bool) -> bool:
+        """A batch should be sent now (a bound is reached, a flush or close asks for it, or it is old enough)."""
+        opts = self._opts
+        return bool(self._buffer) and (
+            len(self._buffer) >= opts.max_batch_events
+            or self._bytes >= opts.max_batch_bytes
+            or self._flush_upto > self.progress.enqueued - len(self._buffer)
+            or closed
+            or time.monotonic() - self._oldest >= opts.max_latency_s
+        )
+
+    def wait_seconds(self) -> float:
+        """How long the batcher may sleep before the oldest buffered event reaches ``max_latency_s``."""
+        return max(0.0, self._oldest + self._opts.max_latency_s - time.monotonic())
+
+    def take(self) -> tuple[int, list[Event]]:
+        """Remove the next batch (call only when ``due``); returns (sequence of its first event, events)."""
+        opts = self._opts
+        first = self.progress.enqueued - len(self._buffer)
+        self.progress.started(first)
+        batch: list[Event] = []
+        size = 0
+        while self._buffer and len(batch) < opts.max_batch_events and size < opts.max_batch_bytes:
+            e = self._buffer.popleft()
+            batch.append(e)
+            size += len(e.payload) + EVENT_OVERHEAD
+        self._bytes -= size
+        self._oldest = time.monotonic()
+        return first, batch
+
+    def finished(self, first: int, count: int) -> None:
+        """The batch starting at ``first`` with ``count`` events is settled (wake flush and blocked senders)."""
+        self.outstanding -= count
+        self.progress.finished(first)
 
 
 def parse_targets(target: str | Sequence[str]) -> tuple[str, ...]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,10 +17,10 @@ import grpc.aio
 
 from service.client._core import (
     CHANNEL_OPTIONS,
+    Batcher,
     Callback,
     ClientOptions,
     Ledger,
-    Outstanding,
     Targets,
     credentials,
     metadata,
@@ -53,12 +51,7 @@ class AsyncIngestClient:
         self._creds = credentials(tls, root_certificates)
         self._metadata = metadata(token)
         self._ledger = Ledger(on_rejected)
-        self._buffer: deque[Event] = deque()
-        self._buffer_bytes = 0
-        self._oldest = 0.0
-        self._outstanding = 0
-        self._progress = Outstanding()
-        self._flush_upto = 0
+        self._batcher = Batcher(self.options)
         self._closed = False
         self._cv: asyncio.Condition | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -88,32 +81,24 @@ class AsyncIngestClient:
         async with cv:
             if self._closed:
                 raise ClientClosed("client is closed")
-            if self._outstanding >= opts.max_buffer_events:
+            b = self._batcher
+            if b.full:
                 if not opts.block_when_full:
-                    raise BufferFull(f"{self._outstanding} events buffered or in flight (max_buffer_events)")
+                    raise BufferFull(f"{b.outstanding} events buffered or in flight (max_buffer_events)")
                 try:
-                    await asyncio.wait_for(
-                        cv.wait_for(lambda: self._outstanding < opts.max_buffer_events), opts.block_timeout_s
-                    )
+                    await asyncio.wait_for(cv.wait_for(lambda: not b.full), opts.block_timeout_s)
                 except TimeoutError:
                     raise BufferFull(f"buffer still full after {opts.block_timeout_s}s") from None
-            if not self._buffer:
-                self._oldest = time.monotonic()
-            self._buffer.append(event)
-            self._buffer_bytes += len(event.payload) + 64
-            self._outstanding += 1
-            self._progress.enqueued += 1
-            if len(self._buffer) >= opts.max_batch_events or self._buffer_bytes >= opts.max_batch_bytes:
+            if b.add(event):
                 cv.notify_all()
 
     async def flush(self, timeout: float | None = None) -> FlushResult:
         """Send everything buffered and wait for every earlier event's outcome. Raises ``TimeoutError``."""
         cv = self._start()
         async with cv:
-            upto = self._progress.enqueued
-            self._flush_upto = max(self._flush_upto, upto)
+            upto = self._batcher.mark_flush()
             cv.notify_all()
-            await asyncio.wait_for(cv.wait_for(lambda: self._progress.oldest(len(self._buffer)) >= upto), timeout)
+            await asyncio.wait_for(cv.wait_for(lambda: self._batcher.settled(upto)), timeout)
         return self._ledger.take()
 
     async def close(self) -> FlushResult:
@@ -147,35 +132,16 @@ class AsyncIngestClient:
         return self._cv
 
     async def _take_batch(self, cv: asyncio.Condition) -> tuple[int, list[Event]] | None:
-        opts = self.options
         while True:
-            if self._buffer:
-                due = (
-                    len(self._buffer) >= opts.max_batch_events
-                    or self._buffer_bytes >= opts.max_batch_bytes
-                    or self._flush_upto > self._progress.enqueued - len(self._buffer)
-                    or self._closed
-                    or time.monotonic() - self._oldest >= opts.max_latency_s
-                )
-                if due:
-                    first = self._progress.enqueued - len(self._buffer)
-                    self._progress.started(first)
-                    batch: list[Event] = []
-                    size = 0
-                    while self._buffer and len(batch) < opts.max_batch_events and size < opts.max_batch_bytes:
-                        e = self._buffer.popleft()
-                        batch.append(e)
-                        size += len(e.payload) + 64
-                    self._buffer_bytes -= size
-                    self._oldest = time.monotonic()
-                    return first, batch
-                wait = max(0.0, self._oldest + opts.max_latency_s - time.monotonic())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(cv.wait(), wait)
-            elif self._closed:
-                return None
-            else:
+            if self._batcher.due(self._closed):
+                return self._batcher.take()
+            if self._batcher.empty:
+                if self._closed:
+                    return None
                 await cv.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(cv.wait(), self._batcher.wait_seconds())
 
     async def _batch_loop(self) -> None:
         assert self._cv is not None and self._slots is not None
@@ -215,6 +181,5 @@ class AsyncIngestClient:
         finally:
             self._slots.release()
             async with self._cv:
-                self._outstanding -= len(batch)
-                self._progress.finished(first)
+                self._batcher.finished(first, len(batch))
                 self._cv.notify_all()

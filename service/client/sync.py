@@ -15,8 +15,6 @@ Contract:
 from __future__ import annotations
 
 import threading
-import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,10 +23,10 @@ import grpc
 
 from service.client._core import (
     CHANNEL_OPTIONS,
+    Batcher,
     Callback,
     ClientOptions,
     Ledger,
-    Outstanding,
     Targets,
     credentials,
     metadata,
@@ -62,12 +60,7 @@ class IngestClient:
         self._metadata = metadata(token)
         self._ledger = Ledger(on_rejected)
         self._cv = threading.Condition()
-        self._buffer: deque[Event] = deque()
-        self._buffer_bytes = 0
-        self._oldest = 0.0
-        self._outstanding = 0  # buffered + in flight
-        self._progress = Outstanding()
-        self._flush_upto = 0
+        self._batcher = Batcher(self.options)
         self._closed = False
         self._stubs: dict[int, tuple[grpc.Channel, Any]] = {}
         self._stub_lock = threading.Lock()
@@ -98,30 +91,22 @@ class IngestClient:
         with self._cv:
             if self._closed:
                 raise ClientClosed("client is closed")
-            if self._outstanding >= opts.max_buffer_events:
+            b = self._batcher
+            if b.full:
                 if not opts.block_when_full:
-                    raise BufferFull(f"{self._outstanding} events buffered or in flight (max_buffer_events)")
-                ok = self._cv.wait_for(lambda: self._outstanding < opts.max_buffer_events or self._closed,
-                                       opts.block_timeout_s)  # fmt: skip
-                if not ok:
+                    raise BufferFull(f"{b.outstanding} events buffered or in flight (max_buffer_events)")
+                if not self._cv.wait_for(lambda: not b.full or self._closed, opts.block_timeout_s):
                     raise BufferFull(f"buffer still full after {opts.block_timeout_s}s")
             self._ensure_started()
-            if not self._buffer:
-                self._oldest = time.monotonic()
-            self._buffer.append(event)
-            self._buffer_bytes += len(event.payload) + 64
-            self._outstanding += 1
-            self._progress.enqueued += 1
-            if len(self._buffer) >= opts.max_batch_events or self._buffer_bytes >= opts.max_batch_bytes:
+            if b.add(event):
                 self._cv.notify_all()
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Send everything buffered and wait for every earlier event's outcome. Raises ``TimeoutError``."""
         with self._cv:
-            upto = self._progress.enqueued
-            self._flush_upto = max(self._flush_upto, upto)
+            upto = self._batcher.mark_flush()
             self._cv.notify_all()
-            if not self._cv.wait_for(lambda: self._progress.oldest(len(self._buffer)) >= upto, timeout):
+            if not self._cv.wait_for(lambda: self._batcher.settled(upto), timeout):
                 raise TimeoutError(f"events sent before flush still unsettled after {timeout}s")
         return self._ledger.take()
 
@@ -155,33 +140,15 @@ class IngestClient:
 
     def _take_batch(self) -> tuple[int, list[Event]] | None:
         """Wait (holding the condition) until a batch is due; None when closed and empty."""
-        opts = self.options
         while True:
-            if self._buffer:
-                due = (
-                    len(self._buffer) >= opts.max_batch_events
-                    or self._buffer_bytes >= opts.max_batch_bytes
-                    or self._flush_upto > self._progress.enqueued - len(self._buffer)
-                    or self._closed
-                    or time.monotonic() - self._oldest >= opts.max_latency_s
-                )
-                if due:
-                    first = self._progress.enqueued - len(self._buffer)
-                    self._progress.started(first)
-                    batch: list[Event] = []
-                    size = 0
-                    while self._buffer and len(batch) < opts.max_batch_events and size < opts.max_batch_bytes:
-                        e = self._buffer.popleft()
-                        batch.append(e)
-                        size += len(e.payload) + 64
-                    self._buffer_bytes -= size
-                    self._oldest = time.monotonic()
-                    return first, batch
-                self._cv.wait(max(0.0, self._oldest + opts.max_latency_s - time.monotonic()))
-            elif self._closed:
-                return None
-            else:
+            if self._batcher.due(self._closed):
+                return self._batcher.take()
+            if self._batcher.empty:
+                if self._closed:
+                    return None
                 self._cv.wait()
+            else:
+                self._cv.wait(self._batcher.wait_seconds())
 
     def _batch_loop(self) -> None:
         assert self._pool is not None
@@ -222,6 +189,5 @@ class IngestClient:
         finally:
             self._slots.release()
             with self._cv:
-                self._outstanding -= len(batch)
-                self._progress.finished(first)
+                self._batcher.finished(first, len(batch))
                 self._cv.notify_all()
