@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ class FakeMessage:
     message_id: str = "m1"
     publish_time: dt.datetime = H
     calls: list[str] = field(default_factory=list)
+    ack_future: Future[None] = field(default_factory=Future)
 
     def ack(self) -> None:
         self.calls.append("ack")
@@ -36,12 +38,7 @@ class FakeMessage:
 
     def ack_with_response(self) -> Any:
         self.calls.append("ack_with_response")
-
-        class Done:
-            def result(self, timeout: float) -> None:
-                return None
-
-        return Done()
+        return self.ack_future
 
 
 class FakeDeadLetter:
@@ -79,9 +76,22 @@ def test_landed_message_is_acked_after_the_object_exists() -> None:
     msg = FakeMessage(enc.data, enc.attributes)
     h(msg)
     assert msg.calls == ["ack"] and len(store.names()) == 1
-    h2, _ = handler(store, FakeDeadLetter(), exactly_once=True)
+    assert m.messages_acked._value.get() == 1
+
+
+def test_exactly_once_ack_is_counted_when_confirmed_without_blocking_the_landing_thread() -> None:
+    store = MemoryStore()
+    h, m = handler(store, FakeDeadLetter(), exactly_once=True)
+    enc = make_envelope("ads_click", ["a", "b"], H)
+    msg = FakeMessage(enc.data, enc.attributes)
+    h(msg)  # returns although the ack is not confirmed yet (the future is pending)
+    assert msg.calls == ["ack_with_response"] and len(store.names()) == 1
+    assert m.messages_acked._value.get() == 0 and h.in_flight() == 0
+    msg.ack_future.set_result(None)
+    assert m.messages_acked._value.get() == 1
     again = FakeMessage(enc.data, enc.attributes)
-    h2(again)
+    h(again)
+    again.ack_future.set_exception(RuntimeError("ack expired"))  # harmless: a redelivery answers 412
     assert again.calls == ["ack_with_response"] and len(store.names()) == 1
     assert m.messages_acked._value.get() == 1
 
