@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from replicator.crash import NEVER, CrashPoints
+from replicator.decode import decode_envelope
 from replicator.layout import Layout, Partition
 from replicator.metrics import Metrics
 from replicator.store import ObjectStore
@@ -74,7 +75,7 @@ class Lander:
 
     def land(self, data: bytes, attributes: Mapping[str, str]) -> Landed:
         """Validate and land one message. See the module docstring for what it raises."""
-        env = envelope_format.decode(data, dict(attributes))
+        env = decode_envelope(data, attributes)  # same verdicts as service.envelope.decode, cheaper (decode.py)
         if env.category not in self._categories:
             raise envelope_format.PoisonEnvelope("unknown_category", f"category {env.category!r} is not served here")
         claimed = _claimed_hour(attributes)

@@ -1,0 +1,123 @@
+"""``replicator.decode.decode_envelope`` gives the verdict of ``service.envelope.decode`` for every input (G5).
+
+Each case runs both and compares: the same Envelope, or the same ``PoisonEnvelope`` reason AND detail."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replicator import decode as fast_decode
+from service.contract import Envelope
+from service.envelope import FORMAT, PoisonEnvelope, decode, encode
+
+pytestmark = pytest.mark.unit
+Attrs = dict[str, str]
+
+
+def _env(n: int = 3, category: str = "ads_click") -> Envelope:
+    env = Envelope(envelope_id="env-1", category=category, frontend="fe-0")
+    for i in range(n):
+        e = env.events.add(event_id=f"id-{i}", category=category, payload=b'{"a":1}')
+        e.event_time.seconds = 1_764_162_000 + i
+    return env
+
+
+def _verdict(fn: Callable[..., Envelope], data: bytes, attrs: Attrs, **kw: int) -> object:
+    try:
+        return fn(data, attrs, **kw).SerializeToString()
+    except PoisonEnvelope as p:
+        return ("poison", p.reason, p.detail)
+
+
+def _same(data: bytes, attrs: Attrs, **kw: int) -> object:
+    ref = _verdict(decode, data, attrs, **kw)
+    assert _verdict(fast_decode.decode_envelope, data, attrs, **kw) == ref
+    return ref
+
+
+def _streamed(raw: bytes) -> bytes:
+    """A zstd frame without a content size (written by a streaming compressor)."""
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor().stream_writer(out, closefd=False) as w:
+        w.write(raw)
+    return out.getvalue()
+
+
+def _with_event(mutate: Callable[[Envelope], None]) -> tuple[bytes, Attrs]:
+    env = _env(4)
+    mutate(env)
+    enc = encode(env)
+    return enc.data, enc.attributes
+
+
+BASE = {"logpipe_format": FORMAT, "logpipe_compression": "zstd"}
+ENC = encode(_env())
+RAW = _env().SerializeToString()
+CASES: dict[str, tuple[bytes, Attrs]] = {
+    "valid": (ENC.data, ENC.attributes),
+    "valid_no_attributes_but_format": (ENC.data, BASE),
+    "unknown_format": (ENC.data, {**ENC.attributes, "logpipe_format": "other"}),
+    "unknown_compression": (ENC.data, {**ENC.attributes, "logpipe_compression": "gzip"}),
+    "bad_compression": (b"not zstd", ENC.attributes),
+    "truncated_frame": (ENC.data[:-7], ENC.attributes),
+    "bad_protobuf": (zstandard.ZstdCompressor().compress(b"\xff\xff\xff"), ENC.attributes),
+    "envelope_id_mismatch": (ENC.data, {**ENC.attributes, "envelope_id": "other"}),
+    "category_mismatch": (ENC.data, {**ENC.attributes, "category": "login_event"}),
+    "declared_too_large": (ENC.data, {**ENC.attributes, "uncompressed_bytes": str(10**12)}),
+    "declared_not_a_number": (ENC.data, {**ENC.attributes, "uncompressed_bytes": "many"}),
+    "no_content_size": (_streamed(RAW), ENC.attributes),
+    "trailing_bytes": (ENC.data + b"junk", ENC.attributes),
+    "two_frames": (ENC.data + ENC.data, ENC.attributes),
+    "missing_envelope_id": (
+        zstandard.ZstdCompressor().compress(Envelope(category="ads_click").SerializeToString()),
+        BASE,
+    ),
+    "mixed_categories": _with_event(lambda e: setattr(e.events[2], "category", "login_event")),
+    "missing_event_id": _with_event(lambda e: setattr(e.events[1], "event_id", "")),
+    "both_bad_first_wins": _with_event(
+        lambda e: (setattr(e.events[3], "category", "x"), setattr(e.events[1], "event_id", ""))
+    ),
+    "empty_envelope": _with_event(lambda e: e.ClearField("events")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_same_verdict_as_the_reference(case: str) -> None:
+    data, attrs = CASES[case]
+    verdict = _same(data, attrs)
+    valid = {"valid", "valid_no_attributes_but_format", "no_content_size", "trailing_bytes", "two_frames"}
+    valid |= {"declared_not_a_number", "empty_envelope"}
+    assert isinstance(verdict, bytes) == (case in valid)
+
+
+def test_size_limits_agree() -> None:
+    env = _env(1)
+    env.events[0].payload = b"\0" * 2_000_000
+    enc = encode(env)
+    lying = {**enc.attributes, "uncompressed_bytes": "1"}
+    assert _same(enc.data, lying, max_uncompressed=1_000_000)[0] == "poison"  # type: ignore[index]
+    assert isinstance(_same(enc.data, lying, max_uncompressed=3_000_000), bytes)
+
+
+def test_the_fast_path_is_taken_for_a_front_end_envelope(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guards the speed-up itself: a normal envelope must not fall back to the reference."""
+
+    def fail(*_: object, **__: object) -> Envelope:
+        raise AssertionError("fell back to service.envelope.decode")
+
+    monkeypatch.setattr(fast_decode.envelope_format, "decode", fail)
+    assert fast_decode.decode_envelope(ENC.data, ENC.attributes) == _env()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2048), st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=8))
+def test_arbitrary_bytes_agree(data: bytes, attrs: Attrs) -> None:
+    for a in (attrs, {**attrs, **BASE}):
+        _same(data, a)
+        _same(zstandard.ZstdCompressor().compress(data), a)
