@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from service.catalog import Catalog
 
 log = logging.getLogger(__name__)
 MAX_RACE_RETRIES = 20
+MAX_GENERATIONS_PER_CALL = 10
 SUCCESS_FORMAT = "logpipe.success.v1"
 
 
@@ -81,6 +83,9 @@ class Finalizer:
     failures: int = 0
     #: Complete partitions -> digest of the staging names their manifests consumed: O(1) memory per partition.
     _complete: dict[Partition, NameSetDigest] = field(default_factory=dict)
+    #: (partition, generation G, event ids of generations 1..G) of the last partition worked on.
+    _ids_cache: tuple[Partition | None, int, set[str]] = field(default_factory=lambda: (None, 0, set()))
+    sleep: Callable[[float], None] = field(default=time.sleep)
 
     def run_pass(self, categories: Iterable[str], closable: Callable[[Partition], bool]) -> list[Manifest]:
         """One pass over ``categories``: finalize every closable partition that has pending staging objects.
@@ -100,34 +105,57 @@ class Finalizer:
         return committed
 
     def finalize_partition(self, p: Partition) -> list[Manifest]:
-        """Commit every pending staging object of ``p``, then ensure ``_SUCCESS``. See the module contract."""
+        """Commit every pending staging object of ``p``, then ensure ``_SUCCESS``. See the module contract.
+
+        Staging objects that keep arriving while it runs (late data, redeliveries) are committed as further
+        generations, at most ``MAX_GENERATIONS_PER_CALL`` per call; the rest is left for the next pass. A lost commit
+        race (another finalizer took the generation) is retried after a short jittered pause; ``RuntimeError`` after
+        ``MAX_RACE_RETRIES`` losses in a row.
+        """
         committed: list[Manifest] = []
-        for _ in range(MAX_RACE_RETRIES):
+        losses = 0
+        while True:
             state = read_partition(self.store, p, self.layout)
-            if not state.pending:
+            if not state.pending or len(committed) >= MAX_GENERATIONS_PER_CALL:
                 self._ensure_success(state)
                 self._collect_orphans(state)
-                if state.success or state.manifests:
-                    self._complete[p] = NameSetDigest.of(o.name for o in state.staging)  # pending is empty
+                if not state.pending and (state.success or state.manifests):
+                    self._complete[p] = NameSetDigest.of(o.name for o in state.staging)
                 return committed
             started = time.monotonic()
             result = self._commit_generation(state)
-            if result is not None:
-                name, manifest = result
-                committed.append(manifest)
-                self.metrics.commit_seconds.observe(time.monotonic() - started)
-                self.metrics.commits.labels(p.category).inc()
-                self.crash.point("finalize.after_manifest")
-                for listener in self.listeners:
-                    listener.on_commit(manifest, name)
-        raise RuntimeError(f"{p}: lost {MAX_RACE_RETRIES} commit races in a row")
+            if result is None:
+                losses += 1
+                if losses >= MAX_RACE_RETRIES:
+                    raise RuntimeError(f"{p}: lost {MAX_RACE_RETRIES} commit races in a row")
+                self.sleep(random.uniform(0.0, min(2.0, 0.05 * 2**losses)))  # let the winner's peers finish
+                continue
+            losses = 0
+            name, manifest = result
+            committed.append(manifest)
+            self.metrics.commit_seconds.observe(time.monotonic() - started)
+            self.metrics.commits.labels(p.category).inc()
+            self.crash.point("finalize.after_manifest")
+            for listener in self.listeners:
+                listener.on_commit(manifest, name)
 
     def _prior_event_ids(self, state: PartitionState) -> set[str]:
-        category = self.catalog.category(state.partition.category)
-        ids: set[str] = set()
+        """The event ids of generations 1..G of the partition (a fresh set the caller may change).
+
+        Incremental: the ids of the last partition this finalizer worked on are cached with the generation they
+        cover; committed generations never change, so only newer manifests' files are read.
+        """
+        p = state.partition
+        category = self.catalog.category(p.category)
+        cached_p, cached_gen, cached = self._ids_cache
+        if cached_p != p or cached_gen > state.generation:
+            cached_gen, cached = 0, set()
+        ids = set(cached)
         for _, m in state.manifests:
-            for f in m.files:
-                ids.update(r["event_id"] for r in records.decode_rows(self.store.read(f.name), category))
+            if m.generation > cached_gen:
+                for f in m.files:
+                    ids.update(r["event_id"] for r in records.decode_rows(self.store.read(f.name), category))
+        self._ids_cache = (p, state.generation, set(ids))
         return ids
 
     def _commit_generation(self, state: PartitionState) -> tuple[str, Manifest] | None:
@@ -137,7 +165,7 @@ class Finalizer:
         generation = state.generation + 1
         sources = tuple(o.name for o in state.pending)
         token = generation_token(generation, sources)
-        seen = self._prior_event_ids(state)
+        seen = self._prior_event_ids(state)  # becomes generations 1..G+1 if this commit wins
         duplicates = 0
         lo: int | None = None
         hi: int | None = None
@@ -211,6 +239,7 @@ class Finalizer:
             len(files),
             duplicates,
         )
+        self._ids_cache = (p, generation, seen)
         return name, manifest
 
     def _collect_orphans(self, state: PartitionState) -> None:

@@ -231,3 +231,38 @@ def test_run_pass_skips_open_and_complete_partitions_but_catches_late_data() -> 
     [m2] = fin.run_pass(["ads_click"], closable)
     assert (m2.generation, m2.total_events, m2.duplicates_dropped) == (2, 1, 1)
     assert sorted(committed_ids(store)) == ["p1", "p2", "p3"]
+
+
+def test_ids_cache_sees_generations_committed_by_another_finalizer() -> None:
+    store, lander, fin = setup()
+    other = Finalizer(store, CAT, Metrics(), FinalizeSettings(writer="other"))
+    for ids, who in ((["k1"], fin), (["k2"], other), (["k2", "k1", "k3"], fin)):
+        env = make_envelope("ads_click", ids, H)
+        lander.land(env.data, env.attributes)
+        who.finalize_partition(P)
+    gens = [m for _, m in list_manifests(store, ["ads_click"])]
+    assert [(m.generation, m.total_events, m.duplicates_dropped) for m in gens] == [(1, 1, 0), (2, 1, 0), (3, 1, 2)]
+    assert sorted(committed_ids(store)) == ["k1", "k2", "k3"]
+
+
+def test_data_that_keeps_arriving_is_committed_in_bounded_steps_without_error() -> None:
+    from replicator.finalize import MAX_GENERATIONS_PER_CALL
+
+    store, lander, fin = setup()
+    arrivals = iter(range(100))
+
+    class LandOnCommit:
+        def on_commit(self, manifest: Manifest, manifest_name: str) -> None:
+            env = make_envelope("ads_click", [f"late{next(arrivals)}"], H)  # a redelivery lands meanwhile
+            lander.land(env.data, env.attributes)
+
+    fin.listeners.append(LandOnCommit())
+    first = make_envelope("ads_click", ["e0"], H)
+    lander.land(first.data, first.attributes)
+    committed = fin.finalize_partition(P)  # the old loop raised "lost 20 commit races" here
+    assert len(committed) == MAX_GENERATIONS_PER_CALL
+    assert read_partition(store, P).pending  # the newest arrival waits for the next pass
+    fin.listeners.clear()
+    assert len(fin.finalize_partition(P)) == 1
+    assert len(committed_ids(store)) == MAX_GENERATIONS_PER_CALL + 1
+    assert read_partition(store, P).state == "complete"
