@@ -24,19 +24,36 @@ GRPC_OPTIONS = [
 ]
 
 
+def http_pool_size(cfg: ReplicatorConfig) -> int:
+    """Connections the GCS client keeps: one per landing thread of every tier, plus the finalizer and spares."""
+    return max(10, cfg.threads * max(1, len(cfg.tiers)) + 4)
+
+
 def storage_client(cfg: ReplicatorConfig) -> storage.Client:
+    """The GCS client, with an HTTP connection pool of ``http_pool_size(cfg)``.
+
+    requests' default pool keeps 10 connections per host: with more landing threads than that, every upload past
+    the 10th opens a new TCP connection and drops it afterwards ("Connection pool is full")."""
     from google.cloud import storage
+    from requests.adapters import HTTPAdapter
 
     if cfg.storage_emulator_host:
         from google.api_core.client_options import ClientOptions
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(
+        client = storage.Client(
             project=cfg.project,
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
             client_options=ClientOptions(api_endpoint=cfg.storage_emulator_host),
         )
-    return storage.Client(project=cfg.project)
+    else:
+        client = storage.Client(project=cfg.project)
+    size = http_pool_size(cfg)
+    # ``_http`` is the client's documented transport (a requests Session, created on first use); no I/O here.
+    session = client._http
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, HTTPAdapter(pool_connections=size, pool_maxsize=size))
+    return client
 
 
 def object_store(cfg: ReplicatorConfig, on_retry: Callable[[str], None] | None = None) -> GcsStore:
