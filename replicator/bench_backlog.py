@@ -128,6 +128,53 @@ def bare_pull_ack(subscriber: Any, subscription: str, messages: int, max_message
     return {"seconds": secs, "messages": got, "events_per_s": events / secs, "mib_per_s": size / secs / 2**20}
 
 
+def bare_streaming_ack(
+    subscriber: Any, subscription: str, messages: int, max_messages: int, max_bytes: int, threads: int
+) -> dict[str, float]:
+    """The same-mechanism baseline: a streaming pull (the worker's flow control and thread count) whose callback
+    only acks, until ``messages`` were acked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
+
+    lock = threading.Lock()
+    done = threading.Event()
+    totals = {"messages": 0, "bytes": 0, "events": 0}
+
+    def callback(message: Any) -> None:
+        message.ack()
+        with lock:
+            totals["messages"] += 1
+            totals["bytes"] += len(message.data)
+            totals["events"] += int(message.attributes.get("event_count", 0))
+            if totals["messages"] >= messages:
+                done.set()
+
+    flow = pubsub_v1.types.FlowControl(max_messages=max_messages, max_bytes=max_bytes)
+    start = time.monotonic()
+    future = subscriber.subscribe(
+        subscription,
+        callback,
+        flow_control=flow,
+        scheduler=ThreadScheduler(executor=ThreadPoolExecutor(max_workers=threads)),
+    )
+    try:
+        if not done.wait(timeout=600):
+            raise TimeoutError(f"bare streaming pull acked {totals['messages']} of {messages} messages")
+        secs = time.monotonic() - start
+    finally:
+        future.cancel()
+        with contextlib.suppress(Exception):
+            future.result(timeout=30)
+    return {
+        "seconds": secs,
+        "messages": totals["messages"],
+        "events_per_s": totals["events"] / secs,
+        "mib_per_s": totals["bytes"] / secs / 2**20,
+    }
+
+
 class RssSampler:
     """Samples a process's RSS every ``interval`` seconds in a daemon thread."""
 
