@@ -57,7 +57,9 @@ class FrontendConfig(BaseModel):
     # --- envelopes
     envelope_target_bytes: int = Field(default=2 * MIB, ge=1024, le=8 * MIB)
     envelope_max_latency_ms: float = Field(default=50.0, ge=0)
-    zstd_level: int = Field(default=1, ge=1, le=19)
+    #: zstd level; negative levels (zstd's "fast" levels) trade ratio for speed. Every level makes a standard zstd
+    #: frame, so the replicator decodes them all unchanged.
+    zstd_level: int = Field(default=1, ge=-7, le=19)
     # --- backpressure, publishing, spool
     max_inflight_bytes: int = Field(default=256 * MIB, ge=1024)
     retry_after_ms: int = Field(default=250, ge=1)

@@ -106,3 +106,10 @@ def test_encode_serialized_equals_encode() -> None:
     assert got.attributes["min_event_time"] == "2025-11-26T12:59:52.000000Z"
     assert got.attributes["max_event_time"] == "2025-11-26T13:00:03.000000Z"
     assert decode(got.data, got.attributes) == env
+
+
+@pytest.mark.parametrize("level", [-7, -1, 1, 19])
+def test_every_configurable_level_decodes(level: int) -> None:
+    env = _env(5)
+    encoded = encode(env, level=level)
+    assert decode(encoded.data, encoded.attributes) == env
