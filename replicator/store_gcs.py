@@ -4,7 +4,8 @@ Every create is a single-request (multipart) upload with ``if_generation_match=0
 to a resumable upload above its module constant ``_MAX_MULTIPART_SIZE`` (8 MiB); fake-gcs-server ignores the
 precondition on resumable uploads, and Pub/Sub messages reach 10 MB, so the adapter raises that threshold to
 ``SINGLE_REQUEST_LIMIT`` once, when the first store is built (there is no public knob; the contract test uploads 9 MiB
-twice and would fail if the second upload overwrote). The client's own retries are disabled (``retry=None``): all
+twice and would fail if the second upload overwrote). The same step swaps in a cheaper multipart body builder
+(``replicator/gcs_tuning.py``). The client's own retries are disabled (``retry=None``): all
 retrying happens in ``RetryPolicy`` with its explicit retryable list.
 """
 
@@ -17,22 +18,17 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
-from google.cloud.storage import blob as blob_module
 
+from replicator import gcs_tuning
 from replicator.errors import ObjectNotFound, StoreError
 from replicator.retry import RetryPolicy
 from replicator.store import Created, ObjectInfo, crc32c_b64
 
-SINGLE_REQUEST_LIMIT = 64 * 1024 * 1024
+SINGLE_REQUEST_LIMIT = gcs_tuning.SINGLE_REQUEST_LIMIT
 #: (connect, read) timeouts of one HTTP request; a hung request becomes a retryable timeout.
 TIMEOUT = (5.0, 60.0)
 #: Objects per listing request (the JSON API's maximum is 1000).
 LIST_PAGE_SIZE = 1000
-
-
-def _raise_single_request_limit() -> None:
-    if blob_module._MAX_MULTIPART_SIZE < SINGLE_REQUEST_LIMIT:
-        blob_module._MAX_MULTIPART_SIZE = SINGLE_REQUEST_LIMIT
 
 
 class GcsStore:
@@ -46,7 +42,7 @@ class GcsStore:
         on_retry: Callable[[str], None] | None = None,
         timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
-        _raise_single_request_limit()
+        gcs_tuning.apply()
         self._timeout = timeout
         self._bucket = client.bucket(bucket)
         self._retry = retry or RetryPolicy()
