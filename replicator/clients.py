@@ -7,6 +7,8 @@ endpoint. Without emulators, the clients use Application Default Credentials.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from replicator.config import ReplicatorConfig
@@ -53,7 +55,18 @@ def storage_client(cfg: ReplicatorConfig) -> storage.Client:
     session = client._http
     for scheme in ("http://", "https://"):
         session.mount(scheme, HTTPAdapter(pool_connections=size, pool_maxsize=size))
+    if not uses_request_environment(os.environ):
+        # requests re-reads proxies, the CA bundle and ~/.netrc from the environment on EVERY request (0.4 ms of GIL
+        # per upload). Without a proxy or NETRC, only the CA bundle matters: resolve it once, as requests would.
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.trust_env = False
     return client
+
+
+def uses_request_environment(env: Mapping[str, str]) -> bool:
+    """True when the environment sets something requests must resolve per request: a proxy or NETRC."""
+    keys = {k.upper() for k, v in env.items() if v}
+    return "NETRC" in keys or any(k.endswith("_PROXY") for k in keys)
 
 
 def object_store(cfg: ReplicatorConfig, on_retry: Callable[[str], None] | None = None) -> GcsStore:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from replicator.clients import http_pool_size, storage_client
+from replicator.clients import http_pool_size, storage_client, uses_request_environment
 from replicator.config import ReplicatorConfig
 
 pytestmark = pytest.mark.unit
@@ -18,3 +18,28 @@ def test_connection_pool_covers_every_landing_thread(threads: int, tiers: tuple[
     adapter = storage_client(cfg)._http.get_adapter("http://127.0.0.1:1/storage/v1/b")
     assert http_pool_size(cfg) >= threads * len(tiers)
     assert adapter._pool_maxsize == http_pool_size(cfg)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("env", "uses"),
+    [
+        ({"PATH": "/bin", "HOME": "/root", "NO_PROXY": ""}, False),
+        ({"https_proxy": "http://proxy:3128"}, True),
+        ({"HTTP_PROXY": "http://proxy:3128"}, True),
+        ({"REQUESTS_CA_BUNDLE": "/etc/ca.pem"}, False),
+        ({"NETRC": "/root/.netrc"}, True),
+    ],
+)
+def test_the_environment_is_read_per_request_only_when_it_matters(env: dict[str, str], uses: bool) -> None:
+    assert uses_request_environment(env) is uses
+
+
+def test_the_ca_bundle_is_resolved_once_when_the_environment_is_not_read_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for k in [k for k in __import__("os").environ if k.upper().endswith("_PROXY") or k.upper() == "NETRC"]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    cfg = ReplicatorConfig(project="p", bucket="bkt", storage_emulator_host="http://127.0.0.1:1")
+    session = storage_client(cfg)._http
+    assert session.trust_env is False and session.verify == "/etc/ssl/certs/ca-certificates.crt"
