@@ -54,6 +54,8 @@ class FrontendConfig(BaseModel):
     max_concurrent_rpcs: int = Field(default=256, ge=1)
     #: gRPC handler threads; default = max_concurrent_rpcs, so idle streams can never starve other RPCs of threads.
     workers: int | None = Field(default=None, ge=1)
+    #: Python's GIL switch interval for this process (``sys.setswitchinterval``; Python's default is 5 ms).
+    gil_switch_interval_ms: float = Field(default=50.0, gt=0, le=1000)
     # --- envelopes
     envelope_target_bytes: int = Field(default=2 * MIB, ge=1024, le=8 * MIB)
     envelope_max_latency_ms: float = Field(default=50.0, ge=0)
