@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from replicator.config import ReplicatorConfig
+from replicator.gcs_upload import MultipartUploader
 from replicator.retry import RetryPolicy
 from replicator.store_gcs import GcsStore
 
@@ -70,8 +71,22 @@ def uses_request_environment(env: Mapping[str, str]) -> bool:
 
 
 def object_store(cfg: ReplicatorConfig, on_retry: Callable[[str], None] | None = None) -> GcsStore:
-    """The ``ObjectStore`` of the landing bucket, retrying transient errors for up to ``cfg.gcs_deadline`` seconds."""
-    return GcsStore(storage_client(cfg), cfg.bucket, RetryPolicy(deadline=cfg.gcs_deadline), on_retry)
+    """The ``ObjectStore`` of the landing bucket, retrying transient errors for up to ``cfg.gcs_deadline`` seconds.
+
+    Creates go through ``MultipartUploader`` (a connection per landing thread, the CA bundle requests would use),
+    unless the environment sets a proxy or NETRC: only requests resolves those, so the library's upload is kept."""
+    client = storage_client(cfg)
+    retry = RetryPolicy(deadline=cfg.gcs_deadline)
+    if uses_request_environment(os.environ) or getattr(client._http, "is_mtls", False):
+        return GcsStore(client, cfg.bucket, retry, on_retry, library_upload=True)
+    uploader = MultipartUploader(
+        client._credentials,
+        client._connection.API_BASE_URL,
+        cfg.bucket,
+        pool_size=http_pool_size(cfg),
+        ca_certs=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None,
+    )
+    return GcsStore(client, cfg.bucket, retry, on_retry, uploader=uploader)
 
 
 def _channel(host: str) -> Any:

@@ -1,6 +1,7 @@
 """The one place where the replicator retries object-store calls.
 
-Retryable (transient): HTTP 408, 429, 500, 502, 503, 504, connection errors and resets, timeouts. Everything else is
+Retryable (transient): HTTP 408, 429, 500, 502, 503, 504, connection errors and resets, timeouts (as raised by
+requests or, on the direct upload path, by urllib3). Everything else is
 permanent and raised at once. Retries back off exponentially with full jitter (0.1 s doubling to ``max_backoff``)
 and stop at ``deadline`` seconds in total, after which the last error surfaces as ``StoreError(transient=True)``.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import requests
+import urllib3
 from google.api_core import exceptions as gexc
 
 from replicator.errors import StoreError
@@ -33,6 +35,14 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     requests.exceptions.ChunkedEncodingError,
     ConnectionError,
     TimeoutError,
+    # The direct upload path (replicator/gcs_upload.py) sees urllib3's own errors; these are the ones requests turns
+    # into ConnectionError/Timeout/ChunkedEncodingError above (resets, refused or timed-out connections, TLS errors,
+    # a closed pool, a cut-off response).
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.TimeoutError,
+    urllib3.exceptions.SSLError,
+    urllib3.exceptions.ClosedPoolError,
+    urllib3.exceptions.IncompleteRead,
 )
 
 
@@ -74,7 +84,9 @@ class RetryPolicy:
                 return fn()
             except Exception as exc:
                 if not is_transient(exc):
-                    if isinstance(exc, gexc.GoogleAPICallError | requests.RequestException):
+                    if isinstance(
+                        exc, gexc.GoogleAPICallError | requests.RequestException | urllib3.exceptions.HTTPError
+                    ):
                         raise StoreError(op, name, repr(exc), transient=False) from exc
                     raise
                 remaining = self.deadline - (monotonic() - start)

@@ -23,8 +23,9 @@ from http_proxy import FaultProxy, FaultRule
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def proxied(local_cloud: Endpoints) -> Iterator[tuple[FaultProxy, GcsStore, list[str]]]:
+@pytest.fixture(params=["direct-upload", "library-upload"])
+def proxied(local_cloud: Endpoints, request: pytest.FixtureRequest) -> Iterator[tuple[FaultProxy, GcsStore, list[str]]]:
+    """Both create paths of ``GcsStore``: ``MultipartUploader`` (urllib3 errors) and google-cloud-storage (requests)."""
     proxy = FaultProxy(local_cloud.gcs_url).start()
     ep = dataclasses.replace(local_cloud, bucket=f"faults-{uuid.uuid4().hex[:8]}")
     provision.provision_bucket(ep, None)  # type: ignore[arg-type]
@@ -35,6 +36,7 @@ def proxied(local_cloud: Endpoints) -> Iterator[tuple[FaultProxy, GcsStore, list
         RetryPolicy(deadline=8, initial=0.05, max_backoff=0.5),
         on_retry=retries.append,
         timeout=(2.0, 1.0),
+        library_upload=request.param == "library-upload",
     )
     try:
         yield proxy, store, retries

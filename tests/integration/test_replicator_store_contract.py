@@ -18,15 +18,20 @@ from service.local.endpoints import Endpoints
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["memory", "gcs"])
+@pytest.fixture(params=["memory", "gcs", "gcs-library-upload"])
 def store(request: pytest.FixtureRequest) -> Iterator[ObjectStore]:
+    """``gcs`` creates through ``MultipartUploader`` (the default); ``gcs-library-upload`` through google-cloud-storage
+    (kept for proxy/NETRC environments)."""
     if request.param == "memory":
         yield MemoryStore()
         return
     endpoints: Endpoints = request.getfixturevalue("local_cloud")
     ep = dataclasses.replace(endpoints, bucket=f"contract-{uuid.uuid4().hex[:8]}")
     provision.provision_bucket(ep, None)  # type: ignore[arg-type]
-    yield GcsStore(clients.storage_client(ep), ep.bucket, RetryPolicy(deadline=10))
+    library = request.param == "gcs-library-upload"
+    store = GcsStore(clients.storage_client(ep), ep.bucket, RetryPolicy(deadline=10), library_upload=library)
+    assert (store._uploader is None) is library
+    yield store
 
 
 def test_create_if_absent_creates_once_and_keeps_the_first(store: ObjectStore) -> None:

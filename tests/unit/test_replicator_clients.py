@@ -43,3 +43,17 @@ def test_the_ca_bundle_is_resolved_once_when_the_environment_is_not_read_per_req
     cfg = ReplicatorConfig(project="p", bucket="bkt", storage_emulator_host="http://127.0.0.1:1")
     session = storage_client(cfg)._http
     assert session.trust_env is False and session.verify == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_object_store_uploads_directly_unless_a_proxy_or_netrc_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from replicator.clients import object_store
+
+    for k in [k for k in __import__("os").environ if k.upper().endswith("_PROXY") or k.upper() == "NETRC"]:
+        monkeypatch.delenv(k)
+    cfg = ReplicatorConfig(project="p", bucket="bkt", threads=16, storage_emulator_host="http://127.0.0.1:1")
+    direct = object_store(cfg)._uploader
+    assert direct is not None
+    assert direct.url == "http://127.0.0.1:1/upload/storage/v1/b/bkt/o?uploadType=multipart&ifGenerationMatch=0"
+    assert direct._http.http.connection_pool_kw["maxsize"] == http_pool_size(cfg)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    assert object_store(cfg)._uploader is None
