@@ -29,6 +29,7 @@ from replicator.files import FileWriter
 from replicator.layout import Layout, Partition
 from replicator.manifest import DataFile, Manifest
 from replicator.metrics import Metrics
+from replicator.readahead import ordered_map
 from replicator.scan import NameSetDigest, PartitionState, partitions_to_finalize, read_partition
 from replicator.store import ObjectStore
 from service import envelope as envelope_format
@@ -184,8 +185,9 @@ class Finalizer:
         )
         hour_start = int(p.hour.timestamp())
         misplaced = 0
-        for obj in state.pending:
-            env = envelope_format.decode(self.store.read(obj.name), dict(obj.metadata) or None)
+        # Read ahead (bounded): a partition may hold thousands of small staging objects; their round trips overlap.
+        for obj, data in ordered_map(lambda o: (o, self.store.read(o.name)), state.pending):
+            env = envelope_format.decode(data, dict(obj.metadata) or None)
             for event in env.events:
                 if not hour_start <= event.event_time.seconds < hour_start + 3600:
                     misplaced += 1  # its envelope's min/max attributes lied; kept here: never lost, never twice

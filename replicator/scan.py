@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from replicator.layout import Layout, Partition, manifest_generation, parse_partition_dir
 from replicator.manifest import Manifest
+from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
 
 
@@ -59,16 +60,17 @@ class PartitionState:
 def read_partition(store: ObjectStore, partition: Partition, layout: Layout | None = None) -> PartitionState:
     """List and read what ``partition`` holds. Raises ``StoreError``/``ManifestError`` on failures."""
     lay = layout or Layout()
-    manifests: list[tuple[str, Manifest]] = []
+    manifest_names: list[str] = []
     data_files: list[ObjectInfo] = []
     success = False
     for info in store.list(lay.partition_dir(partition)):
         if manifest_generation(info.name) is not None:
-            manifests.append((info.name, Manifest.from_json(store.read(info.name))))
+            manifest_names.append(info.name)
         elif info.name == lay.success_marker(partition):
             success = True
         elif "/part-g" in info.name:
             data_files.append(info)
+    manifests = list(ordered_map(lambda n: (n, Manifest.from_json(store.read(n))), manifest_names))
     staging = tuple(store.list(lay.staging_dir(partition)))
     manifests.sort(key=lambda nm: nm[1].generation)
     return PartitionState(partition, tuple(manifests), staging, tuple(data_files), success)

@@ -27,7 +27,6 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from replicator.bigquery import fresh_rows, names
@@ -38,6 +37,7 @@ from replicator.bigquery.metrics import LoaderMetrics
 from replicator.crash import NEVER, CrashPoints
 from replicator.errors import ObjectNotFound
 from replicator.layout import Layout
+from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
 from service import envelope as envelope_format
 from service.catalog import Category
@@ -225,8 +225,8 @@ class FreshLoader:
     def _convert(self, sources: list[str], known: Mapping[str, ObjectInfo]) -> int:
         """Write the Avro file of each staging object that has none yet. An object that is gone was consumed by a
         commit (the committed table has its events) and is skipped."""
-        with ThreadPoolExecutor(max_workers=_READERS) as pool:  # reads are I/O-bound
-            fetched = list(pool.map(lambda src: self._fetch(src, known.get(src)), sources))
+        # Reads are I/O-bound: overlap them, holding at most a window of objects in memory (G4).
+        fetched = ordered_map(lambda src: self._fetch(src, known.get(src)), sources, threads=_READERS)
         done = 0
         for src, got in zip(sources, fetched, strict=True):
             if got is None:
