@@ -61,6 +61,7 @@ class ChaosReport:
     dead_lettered: dict[str, int] = field(default_factory=dict)
     dead_lettered_ids: set[str] = field(default_factory=set)
     undelivered_ids: set[str] = field(default_factory=set)
+    unexpected_exits: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         c, ld = self.config, self.load
@@ -75,6 +76,7 @@ class ChaosReport:
             out.append(f"queried (BigQuery):     {self.bigquery.summary()}")
         out.append(f"faults injected ({len(self.faults)}): " + "; ".join(self.faults))
         out.append(f"GCS proxy faults: {self.gcs_fault_counts}")
+        out.append(f"processes found dead before their planned kill: {self.unexpected_exits or 'none'}")
         lost = set(self.gcs.lost) if self.gcs else set()
         out.append(
             f"dead-letter topics: {self.dead_lettered} ({len(self.dead_lettered_ids)} events, "
@@ -117,8 +119,10 @@ class _Faults(threading.Thread):
                     self.report.faults.append(f"t={at:.0f}s pubsub cut {self.cfg.pubsub_cut_s:.0f}s")
                     threading.Timer(self.cfg.pubsub_cut_s, self.pubsub.set_mode, ("pass",)).start()
                     continue
-                if not self.pipe.alive(target):
-                    continue
+                if not self.pipe.alive(target):  # it exited on its own: a finding; bring it back, then kill it
+                    self.report.unexpected_exits.append(f"t={time.monotonic() - t0:.0f}s {target}")
+                    self.pipe.restart(target, wait=target.startswith("frontend"))
+                    time.sleep(self.rng.uniform(0.5, 2.0))
                 self.pipe.kill(target)
                 self.report.faults.append(f"t={at:.0f}s SIGKILL {target}")
                 time.sleep(self.rng.uniform(0.5, 2.0))
@@ -148,8 +152,10 @@ def _finalize(env: dict[str, str], log: Any) -> None:
     """One ``logpipe finalize`` pass. A failed pass (it exits 1 when a partition failed) is logged with its stderr;
     the caller's loop runs another one, and the verdict, not this exit code, decides the test."""
     before = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t0 = time.monotonic()
     res = subprocess.run([sys.executable, "-m", "service.cli", "finalize", "--before", before], env=env,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
+    log(f"chaos: logpipe finalize pass took {time.monotonic() - t0:.0f}s (exit {res.returncode})")
     if res.returncode != 0:
         log(f"chaos: logpipe finalize exited {res.returncode}: {res.stderr.strip()[-2000:]}")
 
