@@ -6,7 +6,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -19,9 +19,33 @@ from service.contract import PublishRequest, StatusCode
 from service.envelope import decode
 from service.frontend.auth import Authenticator, Identity
 from service.frontend.publisher import FakePublisher
+from service.frontend.server import Frontend
+from tests.unit import frontend_support
 from tests.unit.frontend_support import event, published_event_ids, request, running_frontend
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "threads"])
+def server_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs against both gRPC servers (``server: asyncio`` and ``server: threads``)."""
+    kind: str = request.param
+    monkeypatch.setattr(frontend_support, "SERVER", kind)
+    return kind
+
+
+def _inflight(fe: Frontend) -> float:
+    value: float = fe.metrics.inflight_bytes._value.get()
+    return value
+
+
+def _until(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.time() + timeout_s
+    while not cond():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def test_mixed_batch_acks_good_events_once_published(tmp_path: Path) -> None:
@@ -243,3 +267,44 @@ def test_reflection_lists_the_services(tmp_path: Path) -> None:
         names = {s.name for s in resp.list_services_response.service}
         assert {"logpipe.v1.Ingest", "grpc.health.v1.Health"} <= names
         channel.close()
+
+
+def test_stream_keeps_at_most_32_requests_unanswered(tmp_path: Path) -> None:
+    pub = FakePublisher(mode="stall")
+    with running_frontend(tmp_path, publisher=pub, publish_timeout_s=60) as (fe, stub, _p):
+        reqs = [request(event(), sequence=i) for i in range(100)]
+        per_request = len(reqs[0].events[0].payload) + 96  # servicer: payload + EVENT_OVERHEAD
+        call = stub.PublishStream(iter(reqs), timeout=30)
+        assert _until(lambda: _inflight(fe) >= 32 * per_request)
+        time.sleep(0.5)  # the server stopped reading: still exactly the window admitted
+        assert _inflight(fe) == 32 * per_request
+        pub.release("ok")
+        assert sorted(r.sequence for r in call) == list(range(100))
+        assert _until(lambda: _inflight(fe) == 0)
+
+
+def test_cancelled_calls_give_back_their_inflight_bytes(tmp_path: Path) -> None:
+    pub = FakePublisher(mode="stall")
+    with running_frontend(tmp_path, publisher=pub, publish_timeout_s=60) as (fe, stub, _p):
+        unary = stub.Publish.future(request(event()), timeout=30)
+        stream = stub.PublishStream(iter([request(event(), sequence=i) for i in range(3)]), timeout=30)
+        assert _until(lambda: _inflight(fe) > 0 and pub.attempts > 0)
+        time.sleep(0.2)
+        unary.cancel()
+        stream.cancel()
+        time.sleep(0.2)
+        pub.release("ok")  # the envelopes become durable after their callers went away
+        assert _until(lambda: _inflight(fe) == 0)
+        assert stub.Publish(request(event()), timeout=5).accepted == 1
+
+
+def test_garbage_in_a_stream_ends_it_with_an_error(tmp_path: Path) -> None:
+    with running_frontend(tmp_path) as (fe, stub, _pub):
+        channel = grpc.insecure_channel(f"127.0.0.1:{fe.port}")
+        raw = channel.stream_stream("/logpipe.v1.Ingest/PublishStream")
+        good = request(event(), sequence=1).SerializeToString()
+        with pytest.raises(grpc.RpcError) as err:
+            list(raw(iter([good, b"\xff\xff\xff\xff\x0f garbage"]), timeout=5))
+        assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL)
+        channel.close()
+        assert stub.Publish(request(event()), timeout=5).accepted == 1
