@@ -79,10 +79,11 @@ class MultipartUploader:
             import certifi
 
             ca_certs = certifi.where()
-        pool = urllib3.PoolManager(num_pools=4, maxsize=pool_size, cert_reqs="CERT_REQUIRED", ca_certs=ca_certs)
-        self._http = AuthorizedHttp(credentials, http=pool)  # type: ignore[no-untyped-call]
+        manager = urllib3.PoolManager(num_pools=4, maxsize=pool_size, cert_reqs="CERT_REQUIRED", ca_certs=ca_certs)
         base = api_base_url.rstrip("/")
         self.url = f"{base}/upload/storage/v1/b/{quote(bucket, safe='')}/o?uploadType=multipart&ifGenerationMatch=0"
+        http = _OneHostUploads(manager, manager.connection_from_url(self.url))
+        self._http = AuthorizedHttp(credentials, http=http)  # type: ignore[no-untyped-call]
         self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self._user_agent = user_agent
 
@@ -106,6 +107,22 @@ class MultipartUploader:
         if resp.status == 412:
             return False
         raise gexc.from_http_status(resp.status, f"POST {self.url} ({name}): {_error_message(resp.data)}")  # type: ignore[no-untyped-call]
+
+
+class _OneHostUploads:
+    """The ``http`` of ``AuthorizedHttp``: ``urlopen`` (only our uploads, all to one host) goes straight to that host's
+    connection pool, skipping ``PoolManager``'s per-request pool lookup (~5% of the landing path's GIL time);
+    ``request`` (google-auth's token refreshes, any host) and everything else go through the ``PoolManager``."""
+
+    def __init__(self, manager: urllib3.PoolManager, pool: Any) -> None:
+        self._manager = manager
+        self._pool = pool
+
+    def urlopen(self, method: str, url: str, **kwargs: Any) -> Any:
+        return self._pool.urlopen(method, url, **kwargs)  # a URL of another host raises HostChangedError
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
 
 
 def _error_message(body: bytes) -> str:
