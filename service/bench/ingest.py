@@ -42,13 +42,18 @@ class Row:
     p99_ms: float
     events: int
     errors: dict[str, int]
+    #: CPU time of the server process (all threads) per event it acked during the scenario, warm-up included.
+    server_us_per_event: float | None = None
+    #: The same for the Pub/Sub emulator (logpipe rows: the emulator's share of the path).
+    emulator_us_per_event: float | None = None
 
 
 @contextlib.contextmanager
-def pubsub_emulator(host: str | None, logs: Path) -> Iterator[str]:
-    """A Pub/Sub emulator address: ``host`` as given, or one started through ``service.local`` and stopped after."""
+def pubsub_emulator(host: str | None, logs: Path) -> Iterator[tuple[str, int | None]]:
+    """A Pub/Sub emulator address and pid: ``host`` as given (pid None), or one started through ``service.local``
+    and stopped after."""
     if host:
-        yield host
+        yield host, None
         return
     from service.local import procs
     from service.local.config import PUBSUB_EMULATOR
@@ -60,7 +65,7 @@ def pubsub_emulator(host: str | None, logs: Path) -> Iterator[str]:
     running = procs.start(spec, logs)
     try:
         procs.wait_ready([running], 60)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", running.pid
     finally:
         procs.stop([running], 5)
 
@@ -79,8 +84,9 @@ def create_topics(pubsub_host: str, topics: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def child(argv: list[str], env: dict[str, str], port_file: Path, log: Path) -> Iterator[int]:
-    """A server child that writes its port to ``port_file``; stopped by PID (SIGTERM, then SIGKILL)."""
+def child(argv: list[str], env: dict[str, str], port_file: Path, log: Path) -> Iterator[tuple[int, int]]:
+    """A server child that writes its port to ``port_file``; yields (port, pid); stopped by PID (SIGTERM, then
+    SIGKILL)."""
     import os
 
     port_file.unlink(missing_ok=True)
@@ -92,7 +98,7 @@ def child(argv: list[str], env: dict[str, str], port_file: Path, log: Path) -> I
             if proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"{argv[:4]} did not start; see {log}")
             time.sleep(0.05)
-        yield int(port_file.read_text())
+        yield int(port_file.read_text()), proc.pid
     finally:
         proc.terminate()
         try:
@@ -114,6 +120,20 @@ def run_loadgen(target: str, mode: str, size: int, batch: int, seconds: float, w
     return result
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of ``pid`` and its children (all threads); 0 when unknown or gone."""
+    import psutil
+
+    if pid is None:
+        return 0.0
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+        return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+    except psutil.Error:
+        return 0.0
+
+
 def run_direct(pubsub_host: str, size: int, seconds: float) -> dict[str, Any]:
     argv = [sys.executable, "-m", "service.bench.direct", "--pubsub-host", pubsub_host, "--project", PROJECT,
             "--topic", "bench-direct", "--size", str(size), "--seconds", str(seconds)]  # fmt: skip
@@ -131,33 +151,50 @@ def run_bench(pubsub_host: str | None, quick: bool, seconds: float | None, out_d
     rows: list[Row] = []
     work = Path(tempfile.mkdtemp(prefix="logpipe-bench-"))
     catalog = load_catalog()
-    with pubsub_emulator(pubsub_host, work) as host:
+    with pubsub_emulator(pubsub_host, work) as (host, emulator_pid):
         create_topics(host, [*(catalog.topic(t.name) for t in catalog.tiers), "bench-direct"])
         serve_env = {"PUBSUB_EMULATOR_HOST": host, "GOOGLE_CLOUD_PROJECT": PROJECT, "LOGPIPE_LOG_LEVEL": "WARNING",
                      "LOGPIPE_SPOOL_DIR": str(work / "spool")}  # fmt: skip
         serve = [sys.executable, "-m", "service.cli", "serve", "--port", "0", "--port-file", str(work / "serve.port")]
         bare = [sys.executable, "-m", "service.bench.bare", "--port-file", str(work / "bare.port")]
         with (
-            child(serve, serve_env, work / "serve.port", work / "serve.log") as serve_port,
-            child(bare, {}, work / "bare.port", work / "bare.log") as bare_port,
+            child(serve, serve_env, work / "serve.port", work / "serve.log") as (serve_port, serve_pid),
+            child(bare, {}, work / "bare.port", work / "bare.log") as (bare_port, bare_pid),
         ):
             for size in SIZES:
                 for batch in BATCHES:
                     for mode in MODES:
-                        for name, port in (("bare", bare_port), ("logpipe", serve_port)):
+                        for name, port, pid in (("bare", bare_port, bare_pid), ("logpipe", serve_port, serve_pid)):
+                            cpu0, emu0 = cpu_seconds(pid), cpu_seconds(emulator_pid)
                             r = run_loadgen(f"127.0.0.1:{port}", mode, size, batch, secs, warmup)
+                            n = max(1, r.get("events_total", r["events"]))
+                            us = (cpu_seconds(pid) - cpu0) * 1e6 / n
+                            emu = (cpu_seconds(emulator_pid) - emu0) * 1e6 / n if emulator_pid else None
                             rows.append(Row(name, mode, size, batch, r["events_per_s"], r["mb_per_s"], r["p50_ms"],
-                                            r["p99_ms"], r["events"], r["errors"]))  # fmt: skip
+                                            r["p99_ms"], r["events"], r["errors"], us, emu))  # fmt: skip
         for size in SIZES:
             r = run_direct(host, size, secs)
             rows.append(Row("direct-pubsub", "publish", size, 1, r["events_per_s"], r["mb_per_s"], r["p50_ms"],
                             r["p99_ms"], r["events"], r["errors"]))  # fmt: skip
     report = summarize(rows, quick=quick, seconds=secs)
+    report["frontend"] = frontend_settings(serve_env)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"ingest-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     report["path"] = str(path)
     return report
+
+
+def frontend_settings(serve_env: dict[str, str]) -> dict[str, Any]:
+    """The ``logpipe serve`` settings that shape throughput, as the child resolves them (environment included)."""
+    import os
+
+    from service.frontend.config import load_config
+
+    cfg = load_config(None, {**os.environ, **serve_env})
+    keys = ("server", "seal_threads", "workers", "max_concurrent_rpcs", "gil_switch_interval_ms", "zstd_level",
+            "envelope_target_bytes", "envelope_max_latency_ms")  # fmt: skip
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def summarize(rows: list[Row], *, quick: bool, seconds: float) -> dict[str, Any]:
@@ -193,13 +230,15 @@ def print_table(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="logpipe bench ingest")
-    for col in ("target", "mode", "size", "batch", "events/s", "MB/s", "p50 ms", "p99 ms", "vs bare", "errors"):
+    cols = ("target", "mode", "size", "batch", "events/s", "MB/s", "p50 ms", "p99 ms", "vs bare", "cpu us/ev", "errors")
+    for col in cols:
         table.add_column(col, justify="right" if col not in ("target", "mode") else "left")
     for r in report["rows"]:
         ratio = r.get("ratio_to_bare")
         cells = [r["target"], r["mode"], str(r["size"]), str(r["batch"]), f"{r['events_per_s']:,.0f}",
                  f"{r['mb_per_s']:.1f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
-                 "" if ratio is None else f"{ratio:.0%}", json.dumps(r["errors"]) if r["errors"] else ""]  # fmt: skip
+                 "" if ratio is None else f"{ratio:.0%}", _cpu_cell(r),
+                 json.dumps(r["errors"]) if r["errors"] else ""]  # fmt: skip
         table.add_row(*cells)
     console = Console(width=max(Console().width, 130))
     console.print(table)
@@ -207,3 +246,11 @@ def print_table(report: dict[str, Any]) -> None:
         console.print(f"best logpipe 1 KiB: {report['best_logpipe_1k']['events_per_s']:,.0f} events/s = "
                       f"{report['best_vs_direct_1k']:.1f}x direct publishing")  # fmt: skip
     console.print(f"results: {report.get('path')}")
+
+
+def _cpu_cell(row: dict[str, Any]) -> str:
+    """Server CPU per event, plus the emulator's for logpipe rows (``12.3 + 4.5``)."""
+    us, emu = row.get("server_us_per_event"), row.get("emulator_us_per_event")
+    if us is None:
+        return ""
+    return f"{us:.1f}" if emu is None or row["target"] != "logpipe" else f"{us:.1f} + {emu:.1f}"

@@ -20,6 +20,7 @@ def test_loadgen_against_a_front_end(tmp_path: Path, mode: str) -> None:
     with running_frontend(tmp_path) as (fe, _stub, pub):
         r = run_loadgen(f"127.0.0.1:{fe.port}", mode, 200, 100, seconds=1.0, warmup=0.2)
         assert r["errors"] == {} and r["events"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0
+        assert r["events_total"] >= r["events"]  # the warm-up's events too (the server's CPU is per all of them)
         assert len(published_event_ids(pub)) >= r["events"]  # every counted event was acked, so published
 
 
@@ -47,3 +48,14 @@ def test_summary_ratios() -> None:
     report = summarize(rows, quick=True, seconds=1.0)
     assert report["rows"][1]["ratio_to_bare"] == pytest.approx(0.25)
     assert report["best_vs_direct_1k"] == pytest.approx(10.0)
+
+
+def test_cpu_seconds_of_this_process_and_of_nobody() -> None:
+    import os
+
+    from service.bench.ingest import cpu_seconds
+
+    before = cpu_seconds(os.getpid())
+    sum(i * i for i in range(300_000))
+    assert cpu_seconds(os.getpid()) > before > 0
+    assert cpu_seconds(None) == 0.0
