@@ -8,10 +8,12 @@ twice and would fail if the second upload overwrote). The same step swaps in a c
 (``replicator/gcs_tuning.py``). The client's own retries are disabled (``retry=None``): all
 retrying happens in ``RetryPolicy`` with its explicit retryable list.
 
-``create_if_absent`` does not go through ``Blob.upload_from_string`` by default: it sends the same single-request
-upload with ``ifGenerationMatch=0`` through ``MultipartUploader`` (replicator/gcs_upload.py), on the client's own
-credentials and endpoint, at about half the client CPU. ``library_upload=True`` keeps the library's path (the entry
-point chooses it when the environment sets a proxy or NETRC, which only requests resolves, and for mTLS sessions).
+``create_if_absent`` does not go through ``Blob.upload_from_string`` by default: up to ``SINGLE_REQUEST_LIMIT`` it
+sends the same single-request upload with ``ifGenerationMatch=0`` through ``MultipartUploader``
+(replicator/gcs_upload.py), on the client's own credentials and endpoint, at about half the client CPU; larger
+objects (finalized data files only) keep the library's path, as before. ``library_upload=True`` keeps the library's
+path for everything (the entry point chooses it when the environment sets a proxy or NETRC, which only requests
+resolves, and for mTLS sessions).
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class GcsStore:
         self, name: str, data: bytes, metadata: Mapping[str, str] | None = None, content_type: str | None = None
     ) -> Created:
         uploader = self._uploader
-        if uploader is not None:
+        if uploader is not None and len(data) <= SINGLE_REQUEST_LIMIT:
+            # Larger data files keep the library's resumable upload (see the module docstring of store_gcs).
 
             def direct() -> Created:
                 if uploader.create(name, data, metadata, content_type or "application/octet-stream"):

@@ -88,3 +88,20 @@ def test_permanent_error_is_not_retried(local_cloud: Endpoints) -> None:
     with pytest.raises(StoreError) as err:
         missing_bucket.create_if_absent("x", b"y")
     assert not err.value.transient
+
+
+def test_objects_above_the_single_request_limit_keep_the_library_path(
+    local_cloud: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finalized data files above ``SINGLE_REQUEST_LIMIT`` are uploaded as before (google-cloud-storage)."""
+    ep = dataclasses.replace(local_cloud, bucket=f"contract-{uuid.uuid4().hex[:8]}")
+    provision.provision_bucket(ep, None)  # type: ignore[arg-type]
+    store = GcsStore(clients.storage_client(ep), ep.bucket, RetryPolicy(deadline=10))
+    direct: list[str] = []
+    real = store._uploader.create  # type: ignore[union-attr]
+    monkeypatch.setattr(store._uploader, "create", lambda name, *a: direct.append(name) or real(name, *a))
+    monkeypatch.setattr("replicator.store_gcs.SINGLE_REQUEST_LIMIT", 10)
+    assert store.create_if_absent("small", b"0123456789").created
+    assert store.create_if_absent("large", b"0123456789!").created
+    assert not store.create_if_absent("large", b"other bytes").created
+    assert direct == ["small"] and store.read("large") == b"0123456789!"
