@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -54,11 +54,6 @@ class FrontendConfig(BaseModel):
     max_concurrent_rpcs: int = Field(default=256, ge=1)
     #: gRPC handler threads; default = max_concurrent_rpcs, so idle streams can never starve other RPCs of threads.
     workers: int | None = Field(default=None, ge=1)
-    #: ``asyncio``: one event-loop thread runs every request, envelopes are sealed in ``seal_threads`` threads;
-    #: ``threads``: grpcio's synchronous server, one handler thread per request (``workers``). See docs/ingest.md.
-    server: Literal["asyncio", "threads"] = "threads"
-    #: Threads that join, compress and publish full envelopes for the asyncio server (zstd releases the GIL).
-    seal_threads: int = Field(default=2, ge=1, le=16)
     #: Python's GIL switch interval for this process (``sys.setswitchinterval``; Python's default is 5 ms).
     gil_switch_interval_ms: float = Field(default=50.0, gt=0, le=1000)
     # --- envelopes

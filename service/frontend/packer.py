@@ -8,9 +8,6 @@ Contract:
   * An envelope never mixes categories or UTC hours, so the replicator can land it verbatim as one object.
   * The ack obligation rides with the data: every batch remembers the ``Ticket`` of each request whose events it
     holds, and the ticket completes when every envelope holding its events is durable (or fails with the first error).
-  * With ``seal_threads`` > 0, batches that ``add`` fills are sealed (joined, compressed, submitted) in that many
-    background threads, so a caller that must not block (the asyncio server's event loop) only frames bytes; zstd
-    releases the GIL, so compression overlaps with the caller's Python work. With 0 the caller seals them itself.
   * ``flush_all`` seals everything now (shutdown). Batches live in memory only: a crash loses unacked events, which is
     allowed because nothing in them was acked.
 """
@@ -20,7 +17,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from service.client.ids import uuid7_str
@@ -94,7 +90,6 @@ class Packer:
         target_bytes: int,
         max_latency_s: float,
         zstd_level: int,
-        seal_threads: int = 0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -111,7 +106,6 @@ class Packer:
         self._open: dict[tuple[str, int], _Batch] = {}
         self._stop = False
         self._thread: threading.Thread | None = None
-        self._sealers = ThreadPoolExecutor(seal_threads, thread_name_prefix="sealer") if seal_threads else None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._flush_loop, name="packer-flusher", daemon=True)
@@ -125,8 +119,6 @@ class Packer:
         if self._thread is not None:
             self._thread.join()
         self.flush_all()
-        if self._sealers is not None:
-            self._sealers.shutdown(wait=True)
 
     def add(
         self,
@@ -169,7 +161,7 @@ class Packer:
                         sealed.append(self._open.pop(key))
         ticket.release()
         for batch in sealed:
-            self._seal_soon(batch)
+            self._seal(batch)
 
     def flush_all(self) -> None:
         with self._lock:
@@ -193,15 +185,6 @@ class Packer:
                     continue
             for batch in batches:
                 self._seal(batch)
-
-    def _seal_soon(self, batch: _Batch) -> None:
-        if self._sealers is not None:
-            try:
-                self._sealers.submit(self._seal, batch)
-                return
-            except RuntimeError:  # the pool is shut down (a request admitted while stopping): seal here
-                pass
-        self._seal(batch)
 
     def _seal(self, batch: _Batch) -> None:
         tickets = batch.tickets

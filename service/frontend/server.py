@@ -27,7 +27,6 @@ from grpc_reflection.v1alpha import reflection
 
 from service.catalog import Catalog
 from service.contract import PublishResponse, ingest_pb2
-from service.frontend.aio_server import AioServer
 from service.frontend.auth import Authenticator
 from service.frontend.config import FrontendConfig
 from service.frontend.flow import InflightBytes
@@ -66,7 +65,7 @@ class Frontend:
         self.packer = Packer(
             self.sink.submit, self.metrics, instance_id=config.resolved_instance_id,
             target_bytes=config.envelope_target_bytes, max_latency_s=config.envelope_max_latency_ms / 1000,
-            zstd_level=config.zstd_level, seal_threads=config.seal_threads if config.server == "asyncio" else 0,
+            zstd_level=config.zstd_level,
         )  # fmt: skip
         self.servicer = IngestServicer(
             catalog, Validator(catalog, Limits.from_config(config)), self.packer,
@@ -77,7 +76,6 @@ class Frontend:
         self.health = health.HealthServicer()
         self.port = 0
         self._server: grpc.Server | None = None
-        self._aio: AioServer | None = None
         self._stopped = threading.Event()
         self._metrics_server: Any = None
 
@@ -94,35 +92,6 @@ class Frontend:
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
         ]
-        address = f"{cfg.host}:{cfg.port}" if ":" not in cfg.host else f"[{cfg.host}]:{cfg.port}"
-        creds = None
-        if cfg.tls:
-            assert cfg.tls_cert is not None and cfg.tls_key is not None
-            creds = grpc.ssl_server_credentials([(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
-        if cfg.server == "asyncio":
-            self._aio = AioServer(self.servicer, options, cfg.max_concurrent_rpcs)
-            self.port = self._aio.start(address, creds)
-        else:
-            self.port = self._start_threads(options, address, creds)
-        if cfg.metrics_port:
-            from prometheus_client import start_http_server
-
-            self._metrics_server, _thread = start_http_server(cfg.metrics_port, addr=cfg.host,
-                                                              registry=self.metrics.registry)  # fmt: skip
-        if self._aio is None:
-            for name in ("", SERVICE_NAME):
-                self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if cfg.port_file is not None:
-            write_atomic(cfg.port_file, f"{self.port}\n")
-        log.info(
-            "serving",
-            extra={"address": f"{cfg.host}:{self.port}", "tls": cfg.tls, "auth": self.servicer_auth_enabled,
-                   "spool": str(cfg.resolved_spool_dir), "instance": cfg.resolved_instance_id},
-        )  # fmt: skip
-        return self.port
-
-    def _start_threads(self, options: list[tuple[str, Any]], address: str, creds: Any) -> int:
-        cfg = self.config
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.workers or cfg.max_concurrent_rpcs, thread_name_prefix="grpc"),
             options=options,
@@ -131,12 +100,32 @@ class Frontend:
         server.add_generic_rpc_handlers((ingest_handlers(self.servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        port = server.add_secure_port(address, creds) if creds is not None else server.add_insecure_port(address)
-        if port == 0:
+        address = f"{cfg.host}:{cfg.port}" if ":" not in cfg.host else f"[{cfg.host}]:{cfg.port}"
+        if cfg.tls:
+            assert cfg.tls_cert is not None and cfg.tls_key is not None
+            creds = grpc.ssl_server_credentials([(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
+            self.port = server.add_secure_port(address, creds)
+        else:
+            self.port = server.add_insecure_port(address)
+        if self.port == 0:
             raise OSError(f"cannot bind {address}")
         server.start()
         self._server = server
-        return port
+        if cfg.metrics_port:
+            from prometheus_client import start_http_server
+
+            self._metrics_server, _thread = start_http_server(cfg.metrics_port, addr=cfg.host,
+                                                              registry=self.metrics.registry)  # fmt: skip
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if cfg.port_file is not None:
+            write_atomic(cfg.port_file, f"{self.port}\n")
+        log.info(
+            "serving",
+            extra={"address": f"{cfg.host}:{self.port}", "tls": cfg.tls, "auth": self.servicer_auth_enabled,
+                   "spool": str(cfg.resolved_spool_dir), "instance": cfg.resolved_instance_id},
+        )  # fmt: skip
+        return self.port
 
     @property
     def servicer_auth_enabled(self) -> bool:
@@ -152,13 +141,10 @@ class Frontend:
         self.health.enter_graceful_shutdown()
         self.servicer.close_intake()
         stop_done = self._server.stop(grace) if self._server is not None else None
-        aio_done = self._aio.begin_stop(grace) if self._aio is not None else None
         self.packer.stop()
         self.sink.drain(grace)
         if stop_done is not None:
             stop_done.wait(grace + 1)
-        if self._aio is not None and aio_done is not None:
-            self._aio.finish_stop(aio_done, grace + 1)
         self.sink.stop()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -166,6 +152,10 @@ class Frontend:
         self._publisher.close()
         self.spool.close()
         log.info("stopped", extra={"spooled_left": self.spool.depth})
+
+    def wait(self) -> None:
+        if self._server is not None:
+            self._server.wait_for_termination()
 
 
 def ingest_handlers(servicer: IngestServicer) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]

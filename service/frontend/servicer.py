@@ -19,10 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
-import grpc.aio
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
@@ -56,25 +54,12 @@ class RequestError(Exception):
         """End the RPC with this status. Raises (as ``context.abort`` does)."""
         if self.retry_after_s is None:
             context.abort(self.code, self.message)
-        context.abort_with_status(self.status())
-
-    async def abort_async(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        """``abort`` for the asyncio server. Raises (as ``context.abort`` does)."""
-        if self.retry_after_s is None:
-            await context.abort(self.code, self.message)
-        status = self.status()
-        await context.abort(status.code, status.details, status.trailing_metadata)
-
-    def status(self) -> grpc.Status:
-        """The status with ``google.rpc.RetryInfo`` in its details (``retry_after_s`` must be set)."""
-        assert self.retry_after_s is not None
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(self.retry_after_s * 1e9))
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
         status = status_pb2.Status(code=self.code.value[0], message=self.message, details=[detail])
-        result: grpc.Status = rpc_status.to_status(status)
-        return result
+        context.abort_with_status(rpc_status.to_status(status))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +82,7 @@ def _unwrap(request: PublishRequest | Incoming) -> tuple[PublishRequest, Sequenc
 
 
 @dataclass(slots=True)
-class Admitted:
-    """A validated request whose accepted events are queued; ``ticket`` completes when they are durable."""
-
+class _Admitted:
     request: PublishRequest
     checked: Checked
     nbytes: int
@@ -137,18 +120,6 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         self._clock = clock
         self._closing = threading.Event()
 
-    @property
-    def ack_timeout_s(self) -> float:
-        return self._ack_timeout
-
-    @property
-    def stream_window(self) -> int:
-        return self._window
-
-    @property
-    def metrics(self) -> Metrics:
-        return self._metrics
-
     def close_intake(self) -> None:
         """Refuse new requests from now on (UNAVAILABLE); requests already admitted complete normally."""
         self._closing.set()
@@ -156,12 +127,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
     # --- gRPC methods --------------------------------------------------------------------------------------------
     def Publish(self, request: PublishRequest | Incoming, context: grpc.ServicerContext) -> PublishResponse:
         try:
-            identity = self.authenticate(context)
-            admitted = self.admit(request, identity)
+            identity = self._authenticate(context)
+            admitted = self._admit(request, identity)
             if admitted.ticket is not None and not admitted.ticket.wait(self._ack_timeout):
-                self.release(admitted)
+                self._flow.release(admitted.nbytes)
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, "events were not made durable in time; retry")
-            response = self.finish(admitted)
+            response = self._finish(admitted)
         except RequestError as exc:
             self._metrics.requests.labels("Publish", exc.code.name).inc()
             exc.abort(context)
@@ -173,16 +144,16 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         self, request_iterator: Iterator[PublishRequest | Incoming], context: grpc.ServicerContext
     ) -> Iterator[PublishResponse]:
         try:
-            identity = self.authenticate(context)
+            identity = self._authenticate(context)
         except RequestError as exc:
             exc.abort(context)
         out: queue.SimpleQueue[object] = queue.SimpleQueue()
         window = threading.BoundedSemaphore(self._window)
         counts = {"submitted": 0, "answered": 0}
 
-        def complete(admitted: Admitted) -> None:
+        def complete(admitted: _Admitted) -> None:
             try:
-                out.put(self.finish(admitted))
+                out.put(self._finish(admitted))
             except RequestError as exc:
                 out.put(exc)
             finally:
@@ -194,7 +165,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
                     window.acquire()
                     counts["submitted"] += 1
                     try:
-                        admitted = self.admit(request, identity, on_done=complete)
+                        admitted = self._admit(request, identity, on_done=complete)
                     except RequestError as exc:
                         window.release()
                         out.put(exc)
@@ -223,18 +194,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
                 yield item
 
     # --- steps ---------------------------------------------------------------------------------------------------
-    def authenticate(self, context: grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any]) -> Identity:
+    def _authenticate(self, context: grpc.ServicerContext) -> Identity:
         try:
             return self._auth.authenticate(context.invocation_metadata())
         except AuthError as exc:
             raise RequestError(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
 
-    def admit(
+    def _admit(
         self,
         incoming: PublishRequest | Incoming,
         identity: Identity,
-        on_done: Callable[[Admitted], None] | None = None,
-    ) -> Admitted:
+        on_done: Callable[[_Admitted], None] | None = None,
+    ) -> _Admitted:
         """Validate and queue one request. Raises ``RequestError``. ``ticket`` is None when nothing was accepted."""
         request, raw_events = _unwrap(incoming)
         if self._closing.is_set():
@@ -252,7 +223,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         for r in checked.rejections:
             self._metrics.events_rejected.labels(_REASONS.get(r.code, "UNKNOWN")).inc()
         if not checked.groups:
-            return Admitted(request, checked, 0, None)
+            return _Admitted(request, checked, 0, None)
         nbytes = checked.accepted_bytes + EVENT_OVERHEAD * checked.accepted
         if not self._flow.try_acquire(nbytes):
             self._metrics.backpressure.inc()
@@ -261,17 +232,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
                 f"front-end has {self._flow.used} bytes in flight; retry later",
                 self._retry_after,
             )
-        admitted = Admitted(request, checked, nbytes, None)
+        admitted = _Admitted(request, checked, nbytes, None)
         admitted.ticket = Ticket(None if on_done is None else lambda _err: on_done(admitted))
         self._packer.add(checked.groups, admitted.ticket, checked.stamp, checked.times)
         return admitted
 
-    def release(self, admitted: Admitted) -> None:
-        """Give back an admitted request's in-flight bytes without answering it (its caller went away)."""
-        if admitted.ticket is not None:
-            self._flow.release(admitted.nbytes)
-
-    def finish(self, admitted: Admitted) -> PublishResponse:
+    def _finish(self, admitted: _Admitted) -> PublishResponse:
         """Release the request's bytes and build its response. Raises ``RequestError`` if not durable."""
         if admitted.ticket is not None:
             self._flow.release(admitted.nbytes)

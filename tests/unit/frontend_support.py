@@ -20,8 +20,6 @@ from service.frontend.publisher import FakePublisher
 from service.frontend.server import Frontend
 
 CATALOG = load_catalog()
-#: The gRPC server kind ``running_frontend`` uses when the test does not choose (None: the config's default).
-SERVER: str | None = None
 
 
 def event(category: str = "app_log", payload: bytes = b'{"level":"info"}', **kw: Any) -> Event:
@@ -38,8 +36,6 @@ def running_frontend(
     """A started front-end and an Ingest stub connected to it; shut down (by the context) afterwards."""
     publisher = publisher if publisher is not None else FakePublisher()
     settings: dict[str, Any] = {"port": 0, "spool_dir": tmp_path / "spool", "envelope_max_latency_ms": 5.0}
-    if SERVER is not None:
-        settings["server"] = SERVER
     settings.update(overrides)
     fe = Frontend(FrontendConfig(**settings), CATALOG, publisher, auth or Authenticator(None))
     port = fe.start()

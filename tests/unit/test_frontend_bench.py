@@ -59,3 +59,10 @@ def test_cpu_seconds_of_this_process_and_of_nobody() -> None:
     sum(i * i for i in range(300_000))
     assert cpu_seconds(os.getpid()) > before > 0
     assert cpu_seconds(None) == 0.0
+
+
+def test_report_names_the_front_end_settings() -> None:
+    from service.bench.ingest import frontend_settings
+
+    settings = frontend_settings({"LOGPIPE_ZSTD_LEVEL": "3"})
+    assert settings["zstd_level"] == 3 and settings["envelope_target_bytes"] == 2 * 1024 * 1024

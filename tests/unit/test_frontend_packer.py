@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 
@@ -69,25 +68,3 @@ def decode_bound(micros: int) -> str:
     from service.envelope import rfc3339
 
     return rfc3339(dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros))
-
-
-def test_seal_threads_seal_full_batches_off_the_callers_thread() -> None:
-    out: list[tuple[str, EncodedEnvelope]] = []
-
-    def submit(env: EncodedEnvelope, done: Callable[[BaseException | None], None]) -> None:
-        out.append((threading.current_thread().name, env))
-        done(None)
-
-    packer = Packer(submit, Metrics(), instance_id="fe", target_bytes=2000, max_latency_s=60, zstd_level=1,
-                    seal_threads=2)  # fmt: skip
-    raws = [_event(i, 0) for i in range(40)]
-    ticket, late = Ticket(), Ticket()
-    packer.add({("app_log", HOUR): raws}, ticket, stamp(1, 2, "c"))
-    packer.add({("app_log", HOUR + 1): [_event(3600, 0)]}, late, stamp(1, 2, "c"))
-    assert not late.wait(0.2)  # a partial batch waits for its latency bound (60 s here)
-    packer.stop()  # seals it and waits for the sealer threads
-    assert ticket.wait(0) and ticket.error is None and late.wait(0) and late.error is None
-    sealed_by = {name.split("_")[0] for name, _ in out}
-    assert "sealer" in sealed_by and threading.current_thread().name in sealed_by  # full ones: sealers; rest: stop()
-    ids = [e.event_id for _, enc in out for e in decode(enc.data, enc.attributes).events]
-    assert len(ids) == 41 and set(Event.FromString(r).event_id for r in raws) < set(ids)

@@ -20,18 +20,9 @@ from service.envelope import decode
 from service.frontend.auth import Authenticator, Identity
 from service.frontend.publisher import FakePublisher
 from service.frontend.server import Frontend
-from tests.unit import frontend_support
 from tests.unit.frontend_support import event, published_event_ids, request, running_frontend
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True, params=["asyncio", "threads"])
-def server_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test here runs against both gRPC servers (``server: asyncio`` and ``server: threads``)."""
-    kind: str = request.param
-    monkeypatch.setattr(frontend_support, "SERVER", kind)
-    return kind
 
 
 def _inflight(fe: Frontend) -> float:
