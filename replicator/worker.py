@@ -125,7 +125,7 @@ class Worker:
                 nack_delay=self._cfg.nack_delay,
             )
             self._handlers.append(handler)
-            executor = ThreadPoolExecutor(max_workers=self._cfg.threads, thread_name_prefix=f"land-{tier}")
+            executor = _prestarted(self._cfg.threads, f"land-{tier}")
             # await_callbacks_on_shutdown: on cancel, running callbacks finish (and their acks are sent, the
             # dispatcher is stopped only after them); queued ones are nacked by the client.
             future = self._subscriber.subscribe(
@@ -197,3 +197,16 @@ class Worker:
             for f in self._futures:
                 if f.done() and not self._stop.is_set():
                     f.result()
+
+
+def _prestarted(threads: int, prefix: str) -> ThreadPoolExecutor:
+    """A pool whose ``threads`` threads all exist on return (a ThreadPoolExecutor starts them lazily, on bursts).
+
+    Why: a pool that fills up over minutes is indistinguishable from a thread leak in a soak's curves; a fixed
+    thread count from the start makes "threads stay flat" checkable. Blocks until every thread has started.
+    """
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=prefix)
+    barrier = threading.Barrier(threads)  # each task waits for all the others, so each one needs its own thread
+    for f in [executor.submit(barrier.wait) for _ in range(threads)]:
+        f.result()
+    return executor
