@@ -58,7 +58,10 @@ class FrontendConfig(BaseModel):
     gil_switch_interval_ms: float = Field(default=50.0, gt=0, le=1000)
     # --- envelopes
     envelope_target_bytes: int = Field(default=2 * MIB, ge=1024, le=8 * MIB)
-    envelope_max_latency_ms: float = Field(default=50.0, ge=0)
+    #: An open batch is sealed at most this long after its first event. 500 ms, not 50: each sealed envelope becomes a
+    #: Pub/Sub message and a staging object, so at low rates per (category, hour) a short bound floods GCS with tiny
+    #: objects (docs/ingest.md, "Envelope latency"). High rates seal by bytes long before.
+    envelope_max_latency_ms: float = Field(default=500.0, ge=0)
     #: zstd level; negative levels (zstd's "fast" levels) trade ratio for speed. Every level makes a standard zstd
     #: frame, so the replicator decodes them all unchanged.
     zstd_level: int = Field(default=1, ge=-7, le=19)
