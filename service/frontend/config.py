@@ -54,6 +54,10 @@ class FrontendConfig(BaseModel):
     max_concurrent_rpcs: int = Field(default=256, ge=1)
     #: gRPC handler threads; default = max_concurrent_rpcs, so idle streams can never starve other RPCs of threads.
     workers: int | None = Field(default=None, ge=1)
+    #: Freed memory glibc keeps for reuse (M_TRIM_THRESHOLD), with every block up to 32 MiB taken from the heap
+    #: (M_MMAP_THRESHOLD), so 1 MiB requests and 2 MiB envelopes stop page-faulting fresh memory in; 0 = glibc's
+    #: defaults. See docs/ingest.md ("Throughput work, second pass").
+    malloc_keep_mib: int = Field(default=256, ge=0, le=4096)
     #: Python's GIL switch interval for this process (``sys.setswitchinterval``; Python's default is 5 ms).
     gil_switch_interval_ms: float = Field(default=50.0, gt=0, le=1000)
     # --- envelopes

@@ -37,6 +37,8 @@ def run_frontend(config_file: Path | None, env: Mapping[str, str], flags: Mappin
     except (ConfigError, CatalogError) as exc:
         print(f"logpipe serve: {exc}", file=sys.stderr)
         return 2
+    if cfg.malloc_keep_mib:
+        keep_freed_memory(cfg.malloc_keep_mib * 1024 * 1024)
     publisher = PubsubPublisher(make_pubsub_client(cfg.pubsub_emulator_host), cfg.project, cfg.publish_timeout_s)
     frontend = Frontend(cfg, catalog, publisher, auth)
     stop = threading.Event()
@@ -61,3 +63,28 @@ def run_frontend(config_file: Path | None, env: Mapping[str, str], flags: Mappin
         pass
     frontend.shutdown()
     return 0
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's upper limit for it on 64-bit
+
+
+def keep_freed_memory(trim_threshold: int) -> bool:
+    """Make glibc reuse freed memory instead of unmapping it: True when both settings took effect.
+
+    By default glibc serves blocks above a (dynamic) threshold with their own mmap and returns freed heap tops to the
+    kernel, so every 1 MiB request buffer, upb arena, 2 MiB envelope and zstd context page-faults fresh, zeroed pages
+    in (perf: a quarter of the process's CPU in the kernel, mostly page faults). With blocks up to 32 MiB taken from
+    the heap and ``trim_threshold`` bytes of free heap kept, the pages are reused. Memory is still bounded (by what the
+    process used at its peak plus ``trim_threshold``). No-op (False) where glibc's ``mallopt`` is missing."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    ok_mmap = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    ok_trim = mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    return bool(ok_mmap and ok_trim)

@@ -77,3 +77,16 @@ def test_bad_tokens_files_are_config_errors(tmp_path: Path, text: str) -> None:
     f.write_text(text)
     with pytest.raises(ConfigError):
         load_tokens(f)
+
+
+def test_malloc_setting_and_mallopt() -> None:
+    import platform
+
+    from service.frontend.run import keep_freed_memory
+
+    assert load_config(None, {}).malloc_keep_mib == 256
+    assert load_config(None, {"LOGPIPE_MALLOC_KEEP_MIB": "0"}).malloc_keep_mib == 0  # glibc's defaults
+    with pytest.raises(ConfigError):
+        load_config(None, {"LOGPIPE_MALLOC_KEEP_MIB": "-1"})
+    if platform.libc_ver()[0] == "glibc":
+        assert keep_freed_memory(256 * 1024 * 1024)  # both mallopt settings accepted (32 MiB is glibc's maximum)
