@@ -200,7 +200,7 @@ def frontend_settings(serve_env: dict[str, str]) -> dict[str, Any]:
     from service.frontend.config import load_config
 
     cfg = load_config(None, {**os.environ, **serve_env})
-    keys = ("workers", "max_concurrent_rpcs", "gil_switch_interval_ms", "zstd_level",
+    keys = ("workers", "max_concurrent_rpcs", "gil_switch_interval_ms", "malloc_keep_mib", "zstd_level",
             "envelope_target_bytes", "envelope_max_latency_ms")  # fmt: skip
     return {k: getattr(cfg, k) for k in keys}
 
