@@ -6,6 +6,7 @@ is skipped (its series just ends). Samples are plain dicts, ready for JSON.
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -73,9 +74,10 @@ def trend(samples: list[dict[str, Any]], name: str, key: str, warmup_fraction: f
     """How flat the curve of ``key`` for process ``name`` is, after warm-up.
 
     The first ``warmup_fraction`` of the samples is warm-up (imports, caches and pools filling, the allocator reaching
-    its working set) and is left out; of the rest, the first-quarter mean is compared with the last-quarter mean.
-    ``growth_pct`` is that change in percent. ``start`` and ``peak`` are the raw first and highest values, warm-up
-    included, for the report. Fewer than 8 samples give NaN (too short to judge).
+    its working set) and is left out; of the rest, the first-quarter median is compared with the last-quarter median
+    (medians, so that a pool that exists only while a pass runs, e.g. the loader's conversion threads, is not read
+    as growth). ``growth_pct`` is that change in percent. ``start`` and ``peak`` are the raw first and highest
+    values, warm-up included, for the report. Fewer than 8 samples give NaN (too short to judge).
     """
     series = [float(s[key]) for s in samples if s["name"] == name]
     if len(series) < 8:
@@ -83,6 +85,6 @@ def trend(samples: list[dict[str, Any]], name: str, key: str, warmup_fraction: f
         return {"start": nan, "peak": nan, "first": nan, "last": nan, "growth_pct": nan}
     steady = series[int(len(series) * warmup_fraction) :]
     q = max(1, len(steady) // 4)
-    first, last = sum(steady[:q]) / q, sum(steady[-q:]) / q
+    first, last = statistics.median(steady[:q]), statistics.median(steady[-q:])
     growth = 100.0 * (last - first) / first if first else 0.0
     return {"start": series[0], "peak": max(series), "first": first, "last": last, "growth_pct": growth}

@@ -3,8 +3,8 @@ check that RSS, open files and threads of every process stay flat.
 
 The rate defaults to 50% of the end-to-end capacity measured by the latest ``logpipe bench e2e`` result in
 ``bench/results/`` (or 2,500 events/s when there is none). Writes ``soak-<ts>.json`` and ``soak-<ts>.png``; the
-verdict compares, per process, the first-quarter and last-quarter means after a warm-up (``sampler.trend``); growth
-above ``max_growth_pct`` in RSS or threads fails. After the load, it waits (polling ``COUNT(*)``, up to
+verdict compares, per process, the first-quarter and last-quarter medians after a warm-up (``sampler.trend``); growth
+above ``max_growth_pct`` in RSS, open files or threads fails. After the load, it waits (polling ``COUNT(*)``, up to
 ``drain_timeout_s``) until BigQuery shows every acked event, then reads the ids once and judges exactly-once.
 The pipeline's state directory (process logs included) is kept when the soak fails, and its path is printed.
 """
@@ -98,10 +98,7 @@ def run(
     verdict = judge(load.acked, ids, maybe=load.failed)
     trends = {n: {k: trend(samples, n, k) for k in METRICS} for n in sorted({s["name"] for s in samples})}
     judged = {n: t for n, t in trends.items() if n.startswith(OURS)}
-    flat = bool(judged) and all(
-        t["rss_mb"]["growth_pct"] <= max_growth_pct and t["threads"]["growth_pct"] <= max_growth_pct
-        for t in judged.values()
-    )
+    flat = bool(judged) and all(t[k]["growth_pct"] <= max_growth_pct for t in judged.values() for k in METRICS)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     result = {

@@ -32,3 +32,10 @@ def test_other_processes_and_short_series_are_not_judged() -> None:
     samples = _samples([1.0] * 20, name="pubsub") + _samples([1.0, 2.0, 3.0])
     assert math.isnan(trend(samples, "replicator-0", "rss_mb")["growth_pct"])
     assert trend(samples, "pubsub", "rss_mb")["growth_pct"] == pytest.approx(0.0)
+
+
+def test_a_pool_alive_only_during_passes_is_not_growth_but_a_step_that_stays_is() -> None:
+    spikes = [1.0 if i % 3 else 9.0 for i in range(60)]  # threads that exist only while a pass converts
+    assert trend(_samples(spikes), "replicator-0", "rss_mb")["growth_pct"] == pytest.approx(0.0)
+    steps = [14.0] * 30 + [22.0] * 30  # a resource that grew and stayed
+    assert trend(_samples(steps), "replicator-0", "rss_mb")["growth_pct"] > 25
