@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -82,10 +84,37 @@ class MultipartUploader:
         manager = urllib3.PoolManager(num_pools=4, maxsize=pool_size, cert_reqs="CERT_REQUIRED", ca_certs=ca_certs)
         base = api_base_url.rstrip("/")
         self.url = f"{base}/upload/storage/v1/b/{quote(bucket, safe='')}/o?uploadType=multipart&ifGenerationMatch=0"
+        self._bucket_url = f"{base}/storage/v1/b/{quote(bucket, safe='')}?fields=name"  # same host as the uploads
         http = _OneHostUploads(manager, manager.connection_from_url(self.url))
         self._http = AuthorizedHttp(credentials, http=http)  # type: ignore[no-untyped-call]
         self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         self._user_agent = user_agent
+
+    def open_connections(self, n: int) -> int:
+        """Open ``n`` keep-alive connections to the upload host now (n requests held open at once, then returned to
+        the pool), so that the pool does not grow on the first bursts. Returns how many succeeded. Blocks; raises
+        nothing (a failure only means the pool fills on demand, as it would without this).
+
+        Why: a pool that fills over minutes, one burst at a time, looks like a file-descriptor leak in a soak.
+        """
+        barrier = threading.Barrier(n, timeout=30)
+
+        def one() -> bool:
+            try:
+                resp = self._http.urlopen(  # type: ignore[no-untyped-call]
+                    "GET", self._bucket_url, headers={"user-agent": self._user_agent},
+                    timeout=self._timeout, retries=False, redirect=False, preload_content=False,
+                )  # fmt: skip
+                barrier.wait()  # every connection is checked out at once, so each request gets its own
+                resp.read()
+                resp.release_conn()
+                return bool(resp.status == 200)
+            except Exception:  # the pool simply fills on demand
+                barrier.abort()
+                return False
+
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="gcs-warm") as pool:
+            return sum(pool.map(lambda _: one(), range(n)))
 
     def create(self, name: str, data: bytes, metadata: Mapping[str, str] | None, content_type: str) -> bool:
         """See the module docstring. Blocks for one HTTP request."""

@@ -62,6 +62,11 @@ class GcsStore:
             uploader = MultipartUploader(client._credentials, client._connection.API_BASE_URL, bucket, timeout=timeout)
         self._uploader = None if library_upload else uploader
 
+    def open_connections(self, n: int) -> int:
+        """Open ``n`` upload connections ahead of the first messages (see ``MultipartUploader.open_connections``);
+        0 when creates go through the library. Never raises."""
+        return self._uploader.open_connections(n) if self._uploader is not None and n > 0 else 0
+
     def _call(self, fn: Callable[[], Any], op: str, name: str) -> Any:
         return self._retry.call(fn, op, name, on_retry=self._on_retry)
 
