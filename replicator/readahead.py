@@ -1,9 +1,10 @@
 """Bounded read-ahead: overlap the round trips of many small object reads without holding them all in memory.
 
 Finalization and the loader's conversion read staging objects one by one. At a low rate per (category, hour), the
-front-ends seal small envelopes every 50 ms, so a partition can hold thousands of small staging objects; read one
-after another, their round trips dominate (hundreds of seconds for a chaos run's backlog). ``ordered_map`` keeps up
-to ``window`` calls in flight on a thread pool and yields the results in input order.
+front-ends seal small envelopes every ``envelope_max_latency_ms``, so a partition can hold thousands of small
+staging objects; read one after another, their round trips dominate (hundreds of seconds for a chaos run's
+backlog). ``ordered_map`` keeps up to ``window`` calls in flight on a thread pool and yields the results in input
+order.
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, threads: int = 8, w
         raise ValueError("threads and window must be >= 1")
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="read-ahead")
     pending: deque[Future[R]] = deque()
-    it = iter(items)
     try:
-        for item in it:
+        for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= window:
                 yield pending.popleft().result()
