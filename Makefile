@@ -13,7 +13,10 @@ BQ_REQS := service/local/bq-emulator-requirements.txt
 
 .PHONY: install install-emulators test lint typecheck unit proto demo local clean tf-check tf-scan chaos soak bench
 
-$(STAMP): pyproject.toml
+# The C accelerators are compiled by the install (hatch_build.py), so a changed source reinstalls.
+NATIVE_SRCS := $(shell find service replicator -name '_*.c' 2>/dev/null)
+
+$(STAMP): pyproject.toml hatch_build.py $(NATIVE_SRCS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
