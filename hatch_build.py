@@ -32,8 +32,7 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[misc]
         if not srcs:
             return
         exts = [
-            Extension(".".join(s.with_suffix("").parts), [str(s)], extra_compile_args=["-O2", "-std=c11"])
-            for s in srcs
+            Extension(".".join(s.with_suffix("").parts), [str(s)], extra_compile_args=["-O2", "-std=c11"]) for s in srcs
         ]
         dist = Distribution({"name": "logpipe-native", "ext_modules": exts})
         cmd = build_ext(dist)
