@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from replicator.crash import NEVER, CrashPoints
-from replicator.decode import decode_envelope
+from replicator.decode import check_envelope
 from replicator.layout import Layout, Partition
 from replicator.metrics import Metrics
 from replicator.store import ObjectStore
@@ -75,15 +75,18 @@ class Lander:
 
     def land(self, data: bytes, attributes: Mapping[str, str]) -> Landed:
         """Validate and land one message. See the module docstring for what it raises."""
-        env = decode_envelope(data, attributes)  # same verdicts as service.envelope.decode, cheaper (decode.py)
-        if env.category not in self._categories:
-            raise envelope_format.PoisonEnvelope("unknown_category", f"category {env.category!r} is not served here")
+        checked = check_envelope(data, attributes)  # same verdicts as service.envelope.decode, cheaper (decode.py)
+        envelope_id, category = checked.envelope_id, checked.category
+        if category not in self._categories:
+            raise envelope_format.PoisonEnvelope("unknown_category", f"category {category!r} is not served here")
         claimed = _claimed_hour(attributes)
-        if claimed is not None and env.events:
+        if claimed is not None and checked.event_count:
             # Fast path: the producer (service.envelope.encode) states min/max event time in one hour. Not
             # re-checked per event here (that costs ~20% of the hot path); the finalizer counts any misplaced event.
-            parts = [(claimed, data, dict(attributes), len(env.events))]
+            # The events are not parsed at all: the staging object is the message body verbatim.
+            parts = [(claimed, data, dict(attributes), checked.event_count)]
         else:
+            env = checked.envelope()
             hours: dict[int, list[int]] = {}
             for i, e in enumerate(env.events):
                 hours.setdefault(e.event_time.seconds // 3600, []).append(i)
@@ -94,19 +97,19 @@ class Lander:
         created = 0
         names = []
         for hour, body, meta, count in parts:
-            name = self._layout.staging_object(Partition(env.category, hour), env.envelope_id)
+            name = self._layout.staging_object(Partition(category, hour), envelope_id)
             self._crash.point("land.before_upload")
             res = self._store.create_if_absent(name, body, meta, CONTENT_TYPE)
             names.append(name)
             if res.created:
                 created += 1
                 self._metrics.objects_written.labels("staging").inc()
-                self._metrics.events_landed.labels(env.category).inc(count)
-                self._metrics.bytes_landed.labels(env.category).inc(len(body))
+                self._metrics.events_landed.labels(category).inc(count)
+                self._metrics.bytes_landed.labels(category).inc(len(body))
             else:
                 self._metrics.objects_existing.labels("staging").inc()
         self._crash.point("land.after_upload")
-        return Landed(env.envelope_id, env.category, tuple(names), created, len(env.events), len(data))
+        return Landed(envelope_id, category, tuple(names), created, checked.event_count, len(data))
 
     @staticmethod
     def _split(env: Envelope, hour_index: int, indices: list[int]) -> tuple[dt.datetime, bytes, dict[str, str], int]:

@@ -1,11 +1,13 @@
 """``replicator.decode.decode_envelope`` gives the verdict of ``service.envelope.decode`` for every input (G5).
 
-Each case runs both and compares: the same Envelope, or the same ``PoisonEnvelope`` reason AND detail."""
+Each case runs both and compares: the same Envelope, or the same ``PoisonEnvelope`` reason AND detail. Every case
+runs twice: with the C wire scan (``replicator._envscan``) and with the pure-Python check used without it."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import zstandard
@@ -28,6 +30,20 @@ def _env(n: int = 3, category: str = "ads_click") -> Envelope:
     return env
 
 
+@contextmanager
+def _path(name: str) -> Iterator[None]:
+    """Runs the fast path with the C scan ("c") or without the extension ("python")."""
+    saved = fast_decode.SCAN
+    fast_decode.SCAN = saved if name == "c" else None
+    try:
+        yield
+    finally:
+        fast_decode.SCAN = saved
+
+
+PATHS = ["c", "python"]
+
+
 def _verdict(fn: Callable[..., Envelope], data: bytes, attrs: Attrs, **kw: int) -> object:
     try:
         return fn(data, attrs, **kw).SerializeToString()
@@ -37,7 +53,11 @@ def _verdict(fn: Callable[..., Envelope], data: bytes, attrs: Attrs, **kw: int) 
 
 def _same(data: bytes, attrs: Attrs, **kw: int) -> object:
     ref = _verdict(decode, data, attrs, **kw)
-    assert _verdict(fast_decode.decode_envelope, data, attrs, **kw) == ref
+    for name in PATHS:
+        with _path(name):
+            assert _verdict(fast_decode.decode_envelope, data, attrs, **kw) == ref, name
+            checked = _verdict(lambda *a, **k: fast_decode.check_envelope(*a, **k).envelope(), data, attrs, **kw)
+            assert checked == ref, name
     return ref
 
 
@@ -105,14 +125,19 @@ def test_size_limits_agree() -> None:
     assert isinstance(_same(enc.data, lying, max_uncompressed=3_000_000), bytes)
 
 
-def test_the_fast_path_is_taken_for_a_front_end_envelope(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", PATHS)
+def test_the_fast_path_is_taken_for_a_front_end_envelope(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Guards the speed-up itself: a normal envelope must not fall back to the reference."""
 
     def fail(*_: object, **__: object) -> Envelope:
         raise AssertionError("fell back to service.envelope.decode")
 
     monkeypatch.setattr(fast_decode.envelope_format, "decode", fail)
-    assert fast_decode.decode_envelope(ENC.data, ENC.attributes) == _env()
+    with _path(name):
+        checked = fast_decode.check_envelope(ENC.data, ENC.attributes)
+        assert (checked.envelope_id, checked.category, checked.event_count) == ("env-1", "ads_click", 3)
+        assert checked.envelope() == _env()
+        assert (checked.body is None) == (name == "python")  # the scan does not parse the events
 
 
 @settings(max_examples=300, deadline=None)
