@@ -1,10 +1,10 @@
 """``Packer``: groups accepted events into envelopes per (category, UTC event hour), bounded by bytes and latency.
 
 Contract:
-  * ``add(groups, ticket)`` never blocks on I/O. Each group's events join the open batch of their (category, hour);
-    a batch that reaches ``target_bytes`` is sealed at once, and any batch is sealed at most ``max_latency_s`` after
-    its first event (by the flusher thread). Sealing builds an ``Envelope`` with a fresh UUIDv7 ``envelope_id``,
-    encodes it with ``service.envelope.encode_serialized`` and hands it to ``submit``.
+  * ``add(groups, ticket)`` and ``add_framed(groups, ticket)`` never block on I/O. Each group's events join the open
+    batch of their (category, hour); a batch that reaches ``target_bytes`` is sealed at once, and any batch is sealed
+    at most ``max_latency_s`` after its first event (by the flusher thread). Sealing builds an ``Envelope`` with a
+    fresh UUIDv7 ``envelope_id``, encodes it with ``service.envelope.encode_serialized`` and hands it to ``submit``.
   * An envelope never mixes categories or UTC hours, so the replicator can land it verbatim as one object.
   * The ack obligation rides with the data: every batch remembers the ``Ticket`` of each request whose events it
     holds, and the ticket completes when every envelope holding its events is durable (or fails with the first error).
@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from service.client.ids import uuid7_str
 from service.contract import Event
 from service.envelope import EncodedEnvelope, encode_serialized
 from service.frontend.metrics import Metrics
-from service.frontend.wire import envelope_header, frame
+from service.frontend.wire import FramedGroup, envelope_header, framed_group
 
 #: Per-event bytes added to the payload when accounting in-flight bytes (ids, times, tags).
 EVENT_OVERHEAD = 96
@@ -72,9 +73,11 @@ class Ticket:
 class _Batch:
     category: str
     opened: float
-    chunks: list[bytes] = field(default_factory=list)  # wire parts of Envelope.events entries (service.frontend.wire)
+    chunks: list[bytes | memoryview] = field(default_factory=list)  # framed events (service.frontend.wire)
     tickets: list[Ticket] = field(default_factory=list)
-    times: list[tuple[int, int]] = field(default_factory=list)  # each event's event_time (seconds, nanos)
+    count: int = 0
+    min_time: int | None = None  # event_time bounds, nanoseconds since the epoch
+    max_time: int | None = None
     size: int = 0
 
 
@@ -127,32 +130,44 @@ class Packer:
         stamp: bytes = b"",
         times: dict[tuple[str, int], list[tuple[int, int]]] | None = None,
     ) -> None:
-        """Queue accepted events; completes ``ticket``'s guard hold. Seals full batches in this thread.
+        """Queue accepted events, serialized; see ``add_framed``.
 
         ``stamp`` (wire bytes, see ``service.frontend.wire``) is written onto every event of this call. ``times`` are
         the events' event_time as (seconds, nanos), parallel to ``groups`` (the validator knows them; when None they
         are read from the serialized events)."""
         if times is None:
             times = {key: [_time_of(raw) for raw in events] for key, events in groups.items()}
-        framed = {key: frame(events, stamp) for key, events in groups.items()}  # byte work outside the lock
+        framed = [framed_group(*key, events, stamp, times[key]) for key, events in groups.items() if events]
+        self.add_framed(framed, ticket)  # byte work outside the lock
+
+    def add_framed(self, groups: Sequence[FramedGroup], ticket: Ticket) -> None:
+        """Queue accepted events, framed and stamped; completes ``ticket``'s guard hold. Seals full batches in this
+        thread. A group is split between envelopes only at event boundaries (``FramedGroup.ends``)."""
         sealed: list[_Batch] = []
         now = self._clock()
         with self._lock:
-            for key, (sizes, parts) in framed.items():
+            for g in groups:
+                key = (g.category, g.hour)
+                ends = g.ends
                 start = 0
-                while start < len(sizes):
+                while start < g.count:
                     batch = self._open.get(key)
                     if batch is None:
                         batch = self._open[key] = _Batch(key[0], now)
                         self._wake.notify()
                     # Take events until this batch reaches the byte target (an envelope may exceed it by one event).
-                    end, size = start, batch.size
-                    while end < len(sizes) and size < self._target:
-                        size += sizes[end]
-                        end += 1
-                    batch.chunks.extend(parts[3 * start : 3 * end])
-                    batch.times.extend(times[key][start:end])
-                    batch.size = size
+                    base = ends[start - 1] if start else 0
+                    end = min(bisect_left(ends, base + self._target - batch.size, start) + 1, g.count)
+                    if start == 0 and end == g.count:
+                        batch.chunks.append(g.data)
+                        lo, hi = g.min_time, g.max_time
+                    else:
+                        batch.chunks.append(memoryview(g.data)[base : ends[end - 1]])
+                        lo, hi = min(g.times[start:end]), max(g.times[start:end])
+                    batch.count += end - start
+                    batch.min_time = lo if batch.min_time is None else min(batch.min_time, lo)
+                    batch.max_time = hi if batch.max_time is None else max(batch.max_time, hi)
+                    batch.size += ends[end - 1] - base
                     start = end
                     if not batch.tickets or batch.tickets[-1] is not ticket:
                         ticket.hold()
@@ -196,9 +211,9 @@ class Packer:
                 b"".join([head, *batch.chunks]),
                 envelope_id=envelope_id,
                 category=batch.category,
-                event_count=len(batch.times),
-                min_event_micros=_micros(min(batch.times)),
-                max_event_micros=_micros(max(batch.times)),
+                event_count=batch.count,
+                min_event_micros=(batch.min_time or 0) // 1000,
+                max_event_micros=(batch.max_time or 0) // 1000,
                 level=self._level,
             )
         except Exception as exc:  # cannot happen for validated events; never leave tickets hanging
@@ -220,7 +235,3 @@ class Packer:
 def _time_of(serialized_event: bytes) -> tuple[int, int]:
     ts = Event.FromString(serialized_event).event_time
     return ts.seconds, ts.nanos
-
-
-def _micros(seconds_nanos: tuple[int, int]) -> int:
-    return seconds_nanos[0] * 1_000_000 + seconds_nanos[1] // 1000

@@ -29,6 +29,7 @@ from service.catalog import Catalog
 from service.contract import PublishResponse, ingest_pb2
 from service.frontend.auth import Authenticator
 from service.frontend.config import FrontendConfig
+from service.frontend.fastpath import WireScanner
 from service.frontend.flow import InflightBytes
 from service.frontend.metrics import Metrics
 from service.frontend.packer import Packer
@@ -67,11 +68,13 @@ class Frontend:
             target_bytes=config.envelope_target_bytes, max_latency_s=config.envelope_max_latency_ms / 1000,
             zstd_level=config.zstd_level,
         )  # fmt: skip
+        limits = Limits.from_config(config)
         self.servicer = IngestServicer(
-            catalog, Validator(catalog, Limits.from_config(config)), self.packer,
+            catalog, Validator(catalog, limits), self.packer,
             InflightBytes(config.max_inflight_bytes, self.metrics), auth, self.metrics,
             max_events_per_request=config.max_events_per_request, retry_after_s=config.retry_after_ms / 1000,
             ack_timeout_s=config.publish_timeout_s * 2 + 30, clock=clock,
+            scanner=WireScanner(catalog, limits, config.max_events_per_request),
         )  # fmt: skip
         self.health = health.HealthServicer()
         self.port = 0

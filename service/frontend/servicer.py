@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 
@@ -29,6 +30,7 @@ from service.catalog import Catalog
 from service.contract import PublishRequest, PublishResponse, StatusCode, ingest_pb2, ingest_pb2_grpc
 from service.frontend.auth import Authenticator, Identity
 from service.frontend.errors import AuthError, Backpressure
+from service.frontend.fastpath import Scanned, WireScanner
 from service.frontend.flow import InflightBytes
 from service.frontend.metrics import Metrics
 from service.frontend.packer import EVENT_OVERHEAD, Packer, Ticket
@@ -62,17 +64,36 @@ class RequestError(Exception):
         context.abort_with_status(rpc_status.to_status(status))
 
 
-@dataclass(frozen=True, slots=True)
 class Incoming:
-    """A request as the server receives it: parsed, plus each event's original bytes (for packing)."""
+    """A request as the server receives it: its bytes, parsed only when needed (the C fast path reads the bytes
+    directly; see ``service.frontend.fastpath``). Used by one handler thread at a time."""
 
-    request: PublishRequest
-    raw_events: Sequence[bytes]
+    __slots__ = ("_request", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._request: PublishRequest | None = None
+
+    @property
+    def request(self) -> PublishRequest:
+        """The parsed request. Raises ``RequestError`` (INTERNAL) when the bytes do not parse."""
+        if self._request is None:
+            try:
+                self._request = PublishRequest.FromString(self.raw)
+            except DecodeError as exc:
+                raise RequestError(grpc.StatusCode.INTERNAL, f"request does not parse: {exc}") from None
+        return self._request
+
+    @property
+    def raw_events(self) -> Sequence[bytes]:
+        """Each event's bytes as they arrived (call after ``request``, which checks that the bytes parse)."""
+        events: Sequence[bytes] = PublishRequestEventsView.FromString(self.raw).events
+        return events
 
 
 def parse_incoming(raw: bytes) -> Incoming:
-    """The gRPC request deserializer. Raises ``DecodeError`` on malformed bytes (gRPC answers INTERNAL)."""
-    return Incoming(PublishRequest.FromString(raw), PublishRequestEventsView.FromString(raw).events)
+    """The gRPC request deserializer: keeps the bytes; never raises (malformed bytes are answered INTERNAL)."""
+    return Incoming(raw)
 
 
 def _unwrap(request: PublishRequest | Incoming) -> tuple[PublishRequest, Sequence[bytes] | None]:
@@ -83,8 +104,8 @@ def _unwrap(request: PublishRequest | Incoming) -> tuple[PublishRequest, Sequenc
 
 @dataclass(slots=True)
 class _Admitted:
-    request: PublishRequest
-    checked: Checked
+    request: PublishRequest | Incoming
+    checked: Checked | Scanned
     nbytes: int
     ticket: Ticket | None
 
@@ -106,6 +127,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         ack_timeout_s: float,
         stream_window: int = 32,
         clock: Callable[[], float] = time.time,
+        scanner: WireScanner | None = None,
     ) -> None:
         self._configured = frozenset(c.name for c in catalog.categories)
         self._validator = validator
@@ -118,6 +140,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         self._ack_timeout = ack_timeout_s
         self._window = stream_window
         self._clock = clock
+        self._scanner = scanner
         self._closing = threading.Event()
 
     def close_intake(self) -> None:
@@ -206,23 +229,44 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         identity: Identity,
         on_done: Callable[[_Admitted], None] | None = None,
     ) -> _Admitted:
-        """Validate and queue one request. Raises ``RequestError``. ``ticket`` is None when nothing was accepted."""
-        request, raw_events = _unwrap(incoming)
+        """Validate and queue one request. Raises ``RequestError``. ``ticket`` is None when nothing was accepted.
+
+        The C fast path (``scanner``) decides first when it can; the Python path (parse, ``Validator.check``) decides
+        everything else, with the same checks in the same order."""
         if self._closing.is_set():
             raise RequestError(grpc.StatusCode.UNAVAILABLE, "front-end is shutting down; retry on another one")
+        now = self._clock()
+        if self._scanner is not None and isinstance(incoming, Incoming):
+            scanned = self._scanner.scan(incoming.raw, now, identity.client_id)
+            if scanned is not None:
+                self._check_allowed(scanned.categories, identity)
+                return self._queue(incoming, scanned, on_done)
+        request, raw_events = _unwrap(incoming)
         events = request.events
         if len(events) > self._max_events:
             msg = f"{len(events)} events in one request > limit {self._max_events}"
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, msg)
+        self._check_allowed({e.category for e in events}, identity)
+        checked = self._validator.check(events, now, identity.client_id, raw_events)
+        for r in checked.rejections:
+            self._metrics.events_rejected.labels(_REASONS.get(r.code, "UNKNOWN")).inc()
+        return self._queue(request, checked, on_done)
+
+    def _check_allowed(self, categories: set[str], identity: Identity) -> None:
         if identity.categories is not None:
-            forbidden = sorted({e.category for e in events} & self._configured - identity.categories)
+            forbidden = sorted(categories & self._configured - identity.categories)
             if forbidden:
                 msg = f"client {identity.client_id!r} may not write to categories {forbidden}"
                 raise RequestError(grpc.StatusCode.PERMISSION_DENIED, msg)
-        checked = self._validator.check(events, self._clock(), identity.client_id, raw_events)
-        for r in checked.rejections:
-            self._metrics.events_rejected.labels(_REASONS.get(r.code, "UNKNOWN")).inc()
-        if not checked.groups:
+
+    def _queue(
+        self,
+        request: PublishRequest | Incoming,
+        checked: Checked | Scanned,
+        on_done: Callable[[_Admitted], None] | None,
+    ) -> _Admitted:
+        """Reserve in-flight bytes for the accepted events and hand them to the packer."""
+        if not checked.accepted:
             return _Admitted(request, checked, 0, None)
         nbytes = checked.accepted_bytes + EVENT_OVERHEAD * checked.accepted
         if not self._flow.try_acquire(nbytes):
@@ -234,7 +278,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
             )
         admitted = _Admitted(request, checked, nbytes, None)
         admitted.ticket = Ticket(None if on_done is None else lambda _err: on_done(admitted))
-        self._packer.add(checked.groups, admitted.ticket, checked.stamp, checked.times)
+        if isinstance(checked, Scanned):
+            self._packer.add_framed(checked.groups, admitted.ticket)
+        else:
+            self._packer.add(checked.groups, admitted.ticket, checked.stamp, checked.times)
         return admitted
 
     def _finish(self, admitted: _Admitted) -> PublishResponse:
@@ -247,9 +294,28 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
                 raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error), error.retry_after_s)
             if error is not None:
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, f"events not durable: {error}")
-            for (category, _hour), evs in admitted.checked.groups.items():
-                self._metrics.events_accepted.labels(category).inc(len(evs))
-        return build_response(admitted.request, admitted.checked)
+            checked = admitted.checked
+            if isinstance(checked, Scanned):
+                for g in checked.groups:
+                    self._metrics.events_accepted.labels(g.category).inc(g.count)
+            else:
+                for (category, _hour), evs in checked.groups.items():
+                    self._metrics.events_accepted.labels(category).inc(len(evs))
+        if isinstance(admitted.checked, Scanned):
+            return scanned_response(admitted.request, admitted.checked)
+        request = admitted.request
+        return build_response(request.request if isinstance(request, Incoming) else request, admitted.checked)
+
+
+def scanned_response(request: PublishRequest | Incoming, scanned: Scanned) -> PublishResponse:
+    """The response to a request the fast path accepted whole (parsed only when statuses list every event)."""
+    resp = PublishResponse(sequence=scanned.sequence, accepted=scanned.accepted, rejected=0)
+    if not scanned.omit_accepted_statuses:
+        events = request.request.events if isinstance(request, Incoming) else request.events
+        add = resp.statuses.add
+        for i, e in enumerate(events):
+            add(event_id=e.event_id, index=i, code=_ACCEPTED)
+    return resp
 
 
 def build_response(request: PublishRequest, checked: Checked) -> PublishResponse:
