@@ -36,10 +36,14 @@ from replicator.store import crc32c_b64
 _CRLF = b"\r\n"
 
 
-def multipart_body(data: bytes, resource: Mapping[str, Any], content_type: str, boundary: bytes) -> bytes:
-    """The JSON-API ``multipart/related`` body: the object resource as JSON, then the bytes (one join, one copy)."""
+def multipart_parts(
+    data: bytes, resource: Mapping[str, Any], content_type: str, boundary: bytes
+) -> tuple[bytes, bytes, bytes]:
+    """The JSON-API ``multipart/related`` body as (head, ``data``, tail): the object resource as JSON, then the bytes.
+
+    Sent as these three pieces (one ``sendall`` each), so the 0.5 MiB body is never copied into a joined buffer."""
     sep = b"--" + boundary
-    return b"".join(
+    head = b"".join(
         (
             sep,
             b"\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n",
@@ -50,12 +54,14 @@ def multipart_body(data: bytes, resource: Mapping[str, Any], content_type: str, 
             content_type.encode("utf-8"),
             _CRLF,
             _CRLF,
-            data,
-            _CRLF,
-            sep,
-            b"--",
         )
     )
+    return head, data, _CRLF + sep + b"--"
+
+
+def multipart_body(data: bytes, resource: Mapping[str, Any], content_type: str, boundary: bytes) -> bytes:
+    """``multipart_parts`` joined: the exact bytes on the wire."""
+    return b"".join(multipart_parts(data, resource, content_type, boundary))
 
 
 class MultipartUploader:
@@ -116,16 +122,21 @@ class MultipartUploader:
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="gcs-warm") as pool:
             return sum(pool.map(lambda _: one(), range(n)))
 
-    def create(self, name: str, data: bytes, metadata: Mapping[str, str] | None, content_type: str) -> bool:
-        """See the module docstring. Blocks for one HTTP request."""
+    def create(
+        self, name: str, data: bytes, metadata: Mapping[str, str] | None, content_type: str, crc32c: str | None = None
+    ) -> bool:
+        """See the module docstring. ``crc32c``: the caller's ``crc32c_b64(data)``, if it has one (computed here
+        otherwise). Blocks for one HTTP request."""
         resource: dict[str, Any] = {"name": name}
         if metadata:
             resource["metadata"] = dict(metadata)
-        resource["crc32c"] = crc32c_b64(data)
+        resource["crc32c"] = crc32c or crc32c_b64(data)
         boundary = b"===============" + os.urandom(10).hex().encode("ascii") + b"=="
-        body = multipart_body(data, resource, content_type, boundary)
+        body = multipart_parts(data, resource, content_type, boundary)
         headers = {
             "content-type": 'multipart/related; boundary="' + boundary.decode("ascii") + '"',
+            # Stated, so urllib3 sends the pieces as they are (no chunked transfer encoding).
+            "content-length": str(sum(map(len, body))),
             "user-agent": self._user_agent,
         }
         resp = self._http.urlopen(  # type: ignore[no-untyped-call]

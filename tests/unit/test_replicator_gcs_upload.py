@@ -59,7 +59,19 @@ def test_one_single_request_upload_with_the_precondition_and_no_urllib3_retries(
     assert call["url"] == "http://127.0.0.1:1/upload/storage/v1/b/bkt/o?uploadType=multipart&ifGenerationMatch=0"
     assert call["retries"] is False and call["redirect"] is False
     assert call["headers"]["content-type"].startswith("multipart/related; boundary=")
-    assert b'"crc32c": "' + crc32c_b64(b"xyz").encode() + b'"' in call["body"]
+    body = b"".join(call["body"])
+    assert b'"crc32c": "' + crc32c_b64(b"xyz").encode() + b'"' in body
+    assert call["headers"]["content-length"] == str(len(body))
+    boundary = call["headers"]["content-type"].split('"')[1].encode()
+    assert body == multipart_body(b"xyz", {"name": "a/b", "metadata": {"k": "v"}, "crc32c": crc32c_b64(b"xyz")},
+                                  "application/x", boundary)  # fmt: skip
+    assert call["body"][1] is not None
+
+
+def test_a_given_crc32c_is_sent_as_is() -> None:
+    up, http = _uploader(200)
+    assert up.create("a/b", b"xyz", None, "application/x", "AAAAAA==") is True
+    assert b'"crc32c": "AAAAAA=="' in b"".join(http.calls[0]["body"])
 
 
 def test_412_means_exists() -> None:
