@@ -8,8 +8,9 @@ Contract (see docs/ingest.md, "Throughput work, third pass"):
     and exactly one well-formed RFC 8259 value (also accepted by msgspec: nesting depth at most 512, no lone
     surrogate escapes).
   * Any doubt returns None, and the Python per-event path decides (and words every rejection): wire it does not
-    understand (unknown fields, ingest_time/client_id set by the client, a field twice, non-minimal varints, group
-    wire types, negative seconds), more than max_events events, more than MAX_GROUPS (category, hour) groups.
+    understand (unknown fields, ingest_time/client_id set by the client, a field of an event twice, non-minimal
+    varints, group wire types, negative seconds; the request's own sequence and omit_accepted_statuses may repeat,
+    the last one wins as in any parser), more than max_events events, more than MAX_GROUPS (category, hour) groups.
   * It never crashes on any bytes and never reads outside `raw`. It scans with the GIL released for big requests
     (the bytes object is immutable, and the output objects are not visible to any other thread until returned).
   * The result: (sequence, omit_accepted_statuses, event_count, payload_bytes, groups), groups in order of first
@@ -493,7 +494,6 @@ static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (
 /* The whole request, without Python objects: events, checks, duplicate ids, groups and their sizes. */
 static int scan_request(scan_t *s) {
     const uint8_t *p = s->raw, *end = s->raw + s->raw_len, *body;
-    int seen = 0;
     uint64_t v;
     Py_ssize_t n;
     while (p < end) {
@@ -512,13 +512,12 @@ static int scan_request(scan_t *s) {
             ev->off = (uint32_t)(body - s->raw);
             ev->len = (uint32_t)n;
             if (!scan_event(s, body, body + n, ev)) return 0;
-        } else if (tag == 0x10 && !(seen & 1)) {
+        } else if (tag == 0x10) { /* a scalar repeated on the wire: the last value wins, as in any parser (the
+                                     load generator appends a sequence to pre-serialized requests) */
             if (!read_varint(&p, end, &s->sequence)) return 0;
-            seen |= 1;
-        } else if (tag == 0x18 && !(seen & 2)) {
+        } else if (tag == 0x18) {
             if (!read_varint(&p, end, &v) || v > 1) return 0;
             s->omit = (int)v;
-            seen |= 2;
         } else {
             return 0;
         }

@@ -188,7 +188,9 @@ def _uuid(rnd: random.Random) -> str:
 GOOD_JSON = [b"{}", b'{"a":1}', b"[1,2]", b'"s"', b"1", b"null", '{"é":"ü"}'.encode(), b' {"x": [true, 2.5e3]} ']
 
 
-SHALLOW_EDGES = [e for e in EDGES if not e.startswith(b"[" * 600)]  # deeper ones: C may say "not sure"
+# Deep nesting stays out: C says "not sure" past 512 levels, and where msgspec stops (~1000 levels) depends on the
+# Python stack depth of the caller.
+SHALLOW_EDGES = [e for e in EDGES if not e.startswith(b"[" * 600)]
 BAD_FIELDS = ["id", "category", "payload", "time", "nanos", "unset time", "attributes", "producer"]
 
 
@@ -207,7 +209,7 @@ def plain_events(draw: Any) -> Event:
     if bad == "payload":
         payload = draw(
             st.one_of(
-                st.sampled_from([b"", b"{", b"NaN", b'{"a":1}x', b"\xff\xfe", b"[" * 1000 + b"]" * 1000, b"x" * 3001]),
+                st.sampled_from([b"", b"{", b"NaN", b'{"a":1}x', b"\xff\xfe", b"[" * 20 + b"]" * 19, b"x" * 3001]),
                 st.sampled_from(SHALLOW_EDGES),
                 st.binary(max_size=40),
             )
@@ -270,7 +272,6 @@ def _good_raw(n: int = 5, payload: bytes = b'{"a":1}') -> bytes:
 
 ODD_WIRE = {
     "unknown request field": _good_raw() + b"\x20\x01",
-    "sequence twice": _good_raw() + b"\x10\x01",
     "omit = 2": _good_raw() + b"\x18\x02",
     "non-minimal varint": _good_raw() + b"\x10\x81\x00",
     "client-set ingest_time": PublishRequest(
@@ -292,6 +293,16 @@ ODD_WIRE = {
 @pytest.mark.parametrize("name", list(ODD_WIRE))
 def test_wire_it_does_not_understand_is_left_to_python(name: str) -> None:
     assert SCANNER.scan(ODD_WIRE[name], NOW, "client-9") is None
+
+
+def test_a_repeated_sequence_or_omit_flag_counts_once_the_last_wins() -> None:
+    """The load generator appends a sequence to pre-serialized requests; any parser keeps the last value."""
+    raw = _good_raw() + b"\x10\x81\x01" + b"\x18\x01" + b"\x10\x05"
+    scanned = SCANNER.scan(raw, NOW, "client-9")
+    checked = _python_verdict(raw)
+    assert scanned is not None and checked is not None
+    _assert_same(scanned, checked, raw)
+    assert (scanned.sequence, scanned.omit_accepted_statuses) == (5, True)
 
 
 def test_a_field_repeated_inside_an_event_is_left_to_python() -> None:
