@@ -27,8 +27,10 @@ PROJECT = "logpipe-bench"
 SIZES = (200, 1024)
 BATCHES = (1, 100, 1000)
 MODES = ("unary", "stream")
-#: (concurrency, stream window) per batch size: enough calls in flight to keep the server busy.
-LOAD = {1: (32, 64), 100: (16, 16), 1000: (8, 4)}
+#: (unary calls in flight, streams, requests in flight per stream) per batch size: enough to keep the server busy.
+#: Unary x1000 went from 8 to 16 calls when the C scanner halved the server's CPU per event: at 8 calls and a p50 ack
+#: of 84-94 ms the load generator itself capped unary near 90k events/s (Little's law; docs/ingest.md, third pass).
+LOAD = {1: (32, 8, 64), 100: (16, 4, 16), 1000: (16, 2, 4)}
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,8 @@ def child(argv: list[str], env: dict[str, str], port_file: Path, log: Path) -> I
 
 
 def run_loadgen(target: str, mode: str, size: int, batch: int, seconds: float, warmup: float) -> dict[str, Any]:
-    conc, window = LOAD[batch]
-    if mode == "stream":
-        conc = max(1, conc // 4)
+    unary_calls, streams, window = LOAD[batch]
+    conc = streams if mode == "stream" else unary_calls
     argv = [sys.executable, "-m", "service.bench.loadgen", "--target", target, "--mode", mode, "--batch", str(batch),
             "--size", str(size), "--seconds", str(seconds), "--warmup", str(warmup), "--concurrency", str(conc),
             "--window", str(window)]  # fmt: skip
@@ -230,6 +231,7 @@ def summarize(rows: list[Row], *, quick: bool, seconds: float) -> dict[str, Any]
         "best_logpipe_1k": asdict(best) if best else None,
         "best_vs_direct_1k": (best.events_per_s / direct) if best and direct else None,
         "target_events_per_s": 100_000,
+        "load": {str(b): dict(zip(("unary_calls", "streams", "per_stream"), v, strict=True)) for b, v in LOAD.items()},
     }
 
 
