@@ -146,3 +146,21 @@ def test_arbitrary_bytes_agree(data: bytes, attrs: Attrs) -> None:
     for a in (attrs, {**attrs, **BASE}):
         _same(data, a)
         _same(zstandard.ZstdCompressor().compress(data), a)
+
+
+@pytest.mark.parametrize("name", PATHS)
+def test_landing_without_claimed_hours_uses_the_checked_body(name: str) -> None:
+    """No min/max attributes: the lander parses the checked body to find the hours, and still lands it verbatim."""
+    from replicator.landing import Lander
+    from replicator.metrics import Metrics
+    from replicator.store import MemoryStore
+
+    attrs = {k: v for k, v in ENC.attributes.items() if not k.endswith("_event_time")}
+    empty = encode(Envelope(envelope_id="env-0", category="ads_click"))
+    store = MemoryStore()
+    with _path(name):
+        landed = Lander(store, ["ads_click"], Metrics()).land(ENC.data, attrs)
+        nothing = Lander(store, ["ads_click"], Metrics()).land(empty.data, empty.attributes)
+    assert (landed.envelope_id, landed.category, landed.events, landed.created) == ("env-1", "ads_click", 3, 1)
+    assert store.read(landed.names[0]) == ENC.data
+    assert (nothing.names, nothing.events) == ((), 0)
