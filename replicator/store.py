@@ -66,6 +66,11 @@ class ObjectStore(Protocol):
 
     def delete(self, name: str) -> None: ...
 
+    def open_connections(self, n: int) -> int:
+        """Open up to ``n`` connections for creates ahead of the first messages; how many were opened. Never raises
+        (a store without connections, or a failure, opens 0 and connects on demand)."""
+        ...
+
 
 class MemoryStore:
     """Thread-safe in-memory ``ObjectStore`` for unit tests. ``fail`` lets a test make the next calls raise."""
@@ -109,6 +114,9 @@ class MemoryStore:
     def delete(self, name: str) -> None:
         with self._lock:
             self._objects.pop(name, None)
+
+    def open_connections(self, n: int) -> int:
+        return 0
 
     def names(self) -> builtins.list[str]:
         with self._lock:

@@ -93,10 +93,8 @@ class Worker:
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Open the streaming pulls and start the background threads. Raises on an unreachable subscription."""
-        warm = getattr(self._store, "open_connections", None)  # GcsStore: one upload connection per landing thread
-        if warm is not None:
-            opened = warm(self._cfg.threads * len(self._tiers))
-            log.info("opened %d upload connections", opened)
+        opened = self._store.open_connections(self._cfg.threads * len(self._tiers))  # one per landing thread
+        log.info("opened %d upload connections", opened)
         from google.cloud import pubsub_v1
         from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from replicator import decode as fast_decode
 from service.contract import Envelope
 from service.envelope import FORMAT, PoisonEnvelope, decode
+from service.frontend.wire import varint
 
 pytestmark = pytest.mark.unit
 ATTRS = {"logpipe_format": FORMAT, "logpipe_compression": "zstd"}
@@ -57,20 +58,8 @@ def test_the_extension_is_built() -> None:
     assert fast_decode.SCAN is _envscan.scan
 
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _ld(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
 
 
 def _event(eid: bytes = b"e-1", cat: bytes = b"app_log", extra: bytes = b"") -> bytes:
