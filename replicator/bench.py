@@ -65,10 +65,10 @@ def _provision(emu: Any, work: Path) -> tuple[Any, Path, str]:
     return catalog, cat_path, ep.bucket
 
 
-def _twin_subscription(publisher: Any, subscriber: Any, sub: str) -> tuple[str, str]:
-    """A topic and subscription with the settings of ``sub`` (ack deadline, exactly-once), for a baseline."""
+def _twin_subscription(publisher: Any, subscriber: Any, sub: str, suffix: str = "baseline") -> tuple[str, str]:
+    """A topic and subscription ``<name>-<suffix>`` with the settings of ``sub`` (ack deadline, exactly-once)."""
     original = subscriber.get_subscription(subscription=sub)
-    topic, twin = f"{original.topic}-baseline", f"{sub}-baseline"
+    topic, twin = f"{original.topic}-{suffix}", f"{sub}-{suffix}"
     publisher.create_topic(name=topic)
     subscriber.create_subscription(
         request={
@@ -102,12 +102,18 @@ def _child_env(emu: Any, cat_path: Path, bucket: str) -> dict[str, str]:
 
 
 def run_bench(
-    events: int, events_per_envelope: int, event_bytes: int, baseline_envelopes: int, out_dir: Path
+    events: int,
+    events_per_envelope: int,
+    event_bytes: int,
+    baseline_envelopes: int,
+    out_dir: Path,
+    warmup_envelopes: int = 0,
 ) -> dict[str, Any]:
     from google.cloud import pubsub_v1
 
     from replicator.bench_backlog import (
         PROJECT,
+        CpuMeter,
         RssSampler,
         bare_pull_ack,
         bare_streaming_ack,
@@ -127,6 +133,7 @@ def run_bench(
         "event_bytes": event_bytes,
         "cpus": os.cpu_count(),
         "loadavg_at_start": os.getloadavg(),
+        "warmup_envelopes": warmup_envelopes,
     }
     with tempfile.TemporaryDirectory(prefix="bench-replicate-") as tmp, emulators(Path(tmp)) as emu:
         work = Path(tmp)
@@ -144,20 +151,55 @@ def run_bench(
         topic = publisher.topic_path(PROJECT, catalog.topic("bulk"))
         sub = subscriber.subscription_path(PROJECT, catalog.subscription("bulk"))
 
+        defaults = ReplicatorConfig(project=PROJECT, bucket=bucket)
+        client_cpu = {"emulator": emu.pubsub_pid, "client": os.getpid()}
+
+        # 0. Warm-up. The emulator is a fresh JVM: for its first minute or so its JIT compiler threads burn CPU
+        # (measured: ~2 ms per message in the first 1000-message drain, ~0.1-0.4 ms after 3000), and that CPU is
+        # taken from the 2 cores the measured loops share, charged to whichever phase runs longest. A real Pub/Sub
+        # has no such start-up; both the baselines and the landing are measured after it (docs/replicator-perf.md).
+        # Sync pull first, streaming last: the emulator keeps a closed stream's leases, which would stall a later
+        # pull on the same subscription.
+        if warmup_envelopes:
+            warm_topic, warm_sub = _twin_subscription(publisher, subscriber, sub, "warmup")
+            t = time.monotonic()
+            with CpuMeter({"emulator": emu.pubsub_pid}, jit_of=emu.pubsub_pid) as warm:
+                for seed, drain in ((97, "sync"), (96, "streaming")):
+                    fill_backlog(
+                        publisher,
+                        warm_topic,
+                        envelopes(warmup_envelopes, events_per_envelope, event_bytes, hour, seed=seed),
+                    )
+                    if drain == "sync":
+                        bare_pull_ack(subscriber, warm_sub, warmup_envelopes, max_messages=8)
+                    else:
+                        bare_streaming_ack(
+                            subscriber,
+                            warm_sub,
+                            warmup_envelopes,
+                            defaults.max_messages,
+                            defaults.max_bytes,
+                            defaults.threads,
+                        )
+            report["warmup"] = {"seconds": time.monotonic() - t, "cpu_seconds": warm.seconds}
+
         # 1. Baselines. A bare synchronous pull + ack loop on the same subscription, and a bare streaming pull whose
         # callback only acks (the worker's mechanism, flow control and threads). The streaming one runs on a twin
         # subscription: the emulator keeps a closed stream's leases (docs/local-cloud.md), which would stall the
         # worker's messages on the shared subscription for minutes.
         fill_backlog(publisher, topic, envelopes(baseline_envelopes, events_per_envelope, event_bytes, hour, seed=99))
-        report["bare_pull_ack"] = bare_pull_ack(subscriber, sub, baseline_envelopes, max_messages=8)
+        with CpuMeter(client_cpu, jit_of=emu.pubsub_pid) as cpu:
+            report["bare_pull_ack"] = bare_pull_ack(subscriber, sub, baseline_envelopes, max_messages=8)
+        report["bare_pull_ack"]["cpu_ms_per_message"] = cpu.ms_per(baseline_envelopes)
         twin_topic, twin_sub = _twin_subscription(publisher, subscriber, sub)
         fill_backlog(
             publisher, twin_topic, envelopes(baseline_envelopes, events_per_envelope, event_bytes, hour, seed=98)
         )
-        defaults = ReplicatorConfig(project=PROJECT, bucket=bucket)
-        report["bare_streaming_ack"] = bare_streaming_ack(
-            subscriber, twin_sub, baseline_envelopes, defaults.max_messages, defaults.max_bytes, defaults.threads
-        )
+        with CpuMeter(client_cpu, jit_of=emu.pubsub_pid) as cpu:
+            report["bare_streaming_ack"] = bare_streaming_ack(
+                subscriber, twin_sub, baseline_envelopes, defaults.max_messages, defaults.max_bytes, defaults.threads
+            )
+        report["bare_streaming_ack"]["cpu_ms_per_message"] = cpu.ms_per(baseline_envelopes)
 
         # 2. Landing: fill the backlog, then one `logpipe replicate` drains it.
         t = time.monotonic()
@@ -189,6 +231,7 @@ def run_bench(
                 cwd=REPO,
                 start_new_session=True,
             )
+        landing_cpu = {"emulator": emu.pubsub_pid, "gcs": emu.gcs_pid, "worker": proc.pid}
         try:
             with RssSampler(proc.pid) as rss:
                 while b"replicator ready" not in log.read_bytes():
@@ -197,12 +240,13 @@ def run_bench(
                     time.sleep(0.05)
                 start = time.monotonic()
                 progress: list[tuple[float, float]] = []
-                while (acked := _metric(port, "logpipe_replicator_messages_acked_total")) < msgs:
-                    progress.append((time.monotonic() - start, acked))
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"replicate exited: {log.read_text()[-2000:]}")
-                    time.sleep(0.25)
-                secs = time.monotonic() - start
+                with CpuMeter(landing_cpu, jit_of=emu.pubsub_pid) as cpu:
+                    while (acked := _metric(port, "logpipe_replicator_messages_acked_total")) < msgs:
+                        progress.append((time.monotonic() - start, acked))
+                        if proc.poll() is not None:
+                            raise RuntimeError(f"replicate exited: {log.read_text()[-2000:]}")
+                        time.sleep(0.25)
+                    secs = time.monotonic() - start
             landed_bytes = _metric(port, "logpipe_replicator_bytes_landed_total")
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -215,6 +259,7 @@ def run_bench(
             "peak_rss_mib": rss.peak_mib,
             "rss_mib_series": [(round(x, 2), round(r / 2**20, 1)) for x, r in _thin(rss.samples, 200)],
             "acked_series": _thin(progress, 100),
+            "cpu_ms_per_message": cpu.ms_per(msgs),
         }
         # Against the same-mechanism (streaming) baseline; the sync-pull ratio is reported too.
         report["landing"]["vs_bare_bytes"] = report["landing"]["mib_per_s"] / report["bare_streaming_ack"]["mib_per_s"]
@@ -299,11 +344,33 @@ def print_table(report: dict[str, Any]) -> None:
         f"{fin['seconds']:.1f}",
     )
     Console().print(t)
+    Console().print(f"CPU ms per message: {cpu_summary(report)}")
     Console().print(
         f"landing bytes/s vs bare streaming loop: {land['vs_bare_bytes']:.0%}, vs bare sync loop: "
         f"{land['vs_bare_sync_bytes']:.0%}; load average at start/end: "
         f"{report['loadavg_at_start'][0]:.1f}/{report['loadavg_at_end'][0]:.1f}; report: {report['path']}"
     )
+
+
+def cpu_summary(report: dict[str, Any]) -> str:
+    """One line: each measured phase's CPU milliseconds per message by process, the emulator's JIT share in
+    parentheses (from ``cpu_ms_per_message``; phases without it are left out)."""
+    parts = []
+    for key, label in (
+        ("bare_pull_ack", "bare sync"),
+        ("bare_streaming_ack", "bare streaming"),
+        ("landing", "landing"),
+    ):
+        cpu = dict(report.get(key, {}).get("cpu_ms_per_message", {}))
+        if not cpu:
+            continue
+        jit = cpu.pop("emulator_jit", None)
+        items = [
+            f"{name} {ms:.2f}" + (f" (JIT {jit:.2f})" if name == "emulator" and jit is not None else "")
+            for name, ms in cpu.items()
+        ]
+        parts.append(f"{label}: " + ", ".join(items))
+    return "; ".join(parts) or "-"
 
 
 def baseline_count(events: int, events_per_envelope: int, requested: int | None) -> int:
@@ -333,9 +400,17 @@ def register(bench_app: typer.Typer) -> None:
                 " is a larger share of a short run).",
             ),
         ] = None,
+        warmup_envelopes: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                help="Envelopes drained twice (sync, then streaming) on a scratch subscription before anything is"
+                " measured, so the Pub/Sub emulator's JIT start-up is not charged to one phase. 0 = no warm-up.",
+            ),
+        ] = 1000,
         out_dir: Annotated[Path, typer.Option(help="Where the JSON report goes.")] = Path("bench/results"),
     ) -> None:
         """Replicator landing throughput and RSS vs a bare pull-and-ack loop; finalization throughput."""
         n = 100_000 if quick else events
         baseline = baseline_count(n, events_per_envelope, baseline_envelopes)
-        print_table(run_bench(n, events_per_envelope, event_bytes, baseline, out_dir))
+        print_table(run_bench(n, events_per_envelope, event_bytes, baseline, out_dir, warmup_envelopes))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import random
 import threading
 import time
@@ -24,6 +25,8 @@ PROJECT = "logpipe-bench"
 class Emulators:
     pubsub_host: str
     gcs_url: str
+    pubsub_pid: int
+    gcs_pid: int
 
 
 @contextlib.contextmanager
@@ -72,7 +75,7 @@ def emulators(logs: Path) -> Iterator[Emulators]:
     running = [procs.start(s, logs) for s in specs]
     try:
         procs.wait_ready(running, 60)
-        yield Emulators(f"127.0.0.1:{ps}", gcs_url)
+        yield Emulators(f"127.0.0.1:{ps}", gcs_url, running[0].pid, running[1].pid)
     finally:
         procs.stop(running, 5)
 
@@ -173,6 +176,68 @@ def bare_streaming_ack(
         "events_per_s": totals["events"] / secs,
         "mib_per_s": totals["bytes"] / secs / 2**20,
     }
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (0 for any that is gone). The calling process
+    is measured alone: its descendants are the emulators, measured on their own."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for p in [root] if pid == os.getpid() else [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+    return total
+
+
+def jit_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds used so far by the JIT compiler threads ("C1 CompilerThre…", "C2 CompilerThre…") of the JVMs in
+    ``pid``'s tree, read from Linux's /proc/<pid>/task/*/stat; None where that cannot be read (not Linux)."""
+    try:
+        root = psutil.Process(pid)
+        pids = [root.pid, *(c.pid for c in root.children(recursive=True))]
+    except psutil.Error:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total, seen = 0.0, False
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError):
+                    stat = Path(f"/proc/{p}/task/{tid}/stat").read_text()
+                    seen = True
+                    name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+                    if "CompilerThre" in name:
+                        total += (int(rest[11]) + int(rest[12])) / ticks
+    return total if seen else None
+
+
+class CpuMeter:
+    """CPU seconds each named process tree spends over a ``with`` block, plus the JIT compiler threads' share of
+    the ``jit_of`` tree (the Pub/Sub emulator is a JVM): ``ms_per(n)`` gives them in milliseconds per message."""
+
+    def __init__(self, pids: dict[str, int], jit_of: int | None = None) -> None:
+        self._pids, self._jit_of = pids, jit_of
+        self._start: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: tree_cpu_seconds(pid) for name, pid in self._pids.items()}
+        if self._jit_of is not None and (jit := jit_cpu_seconds(self._jit_of)) is not None:
+            now["emulator_jit"] = jit
+        return now
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        end = self._now()
+        self.seconds = {k: end[k] - self._start[k] for k in end if k in self._start}
+
+    def ms_per(self, messages: int) -> dict[str, float]:
+        return {k: round(v / max(1, messages) * 1e3, 2) for k, v in self.seconds.items()}
 
 
 class RssSampler:

@@ -1,11 +1,22 @@
-"""``logpipe bench replicate``: how many messages the bare baselines move."""
+"""``logpipe bench replicate``: how many messages the bare baselines move, and how CPU per phase is measured."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
-from replicator.bench import baseline_count
+from replicator.bench import baseline_count, cpu_summary
+from replicator.bench_backlog import CpuMeter, jit_cpu_seconds, tree_cpu_seconds
 from service.cli import app
+
+pytestmark = pytest.mark.unit
 
 
 def test_baselines_default_to_the_landing_backlog() -> None:
@@ -24,3 +35,60 @@ def test_non_positive_baseline_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["bench", "replicate", "--baseline-envelopes", "0"])
     assert result.exit_code == 2
     assert "--baseline-envelopes" in result.output
+
+
+def test_cpu_meter_counts_a_child_tree_and_leaves_out_the_callers_children(tmp_path: Path) -> None:
+    # A child that burns ~0.3 s of CPU in its own child: the tree counts it, the caller's own figure does not.
+    burn = "import time; t = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    script = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}]); sys.stdin.read()"
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE)
+    try:
+        with CpuMeter({"child": child.pid, "me": os.getpid()}) as meter:
+            deadline = time.monotonic() + 30
+            while tree_cpu_seconds(child.pid) < 0.3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert meter.seconds["child"] >= 0.25
+        assert meter.seconds["me"] < meter.seconds["child"]
+        assert meter.ms_per(10)["child"] == round(meter.seconds["child"] / 10 * 1e3, 2)
+    finally:
+        child.communicate(b"", timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("java") is None or not Path("/proc/self/task").exists(), reason="needs a JVM, Linux")
+def test_jit_cpu_seconds_reads_a_jvms_compiler_threads(tmp_path: Path) -> None:
+    # A hot loop makes the JVM's C1/C2 compiler threads work; a Python process has none, a dead pid reads None.
+    src = tmp_path / "Hot.java"
+    src.write_text(
+        "public class Hot { public static void main(String[] a) throws Exception { long s = 0;"
+        " for (int r = 0; r < 200; r++) for (int i = 0; i < 1_000_000; i++) s += Integer.toString(i ^ r).hashCode();"
+        " System.out.println(s); System.in.read(); } }"
+    )
+    jvm = subprocess.Popen(["java", str(src)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert jvm.stdout is not None
+        jvm.stdout.readline()  # the hot loop is done
+        jit = jit_cpu_seconds(jvm.pid)
+        assert jit is not None and jit > 0
+        assert jit < tree_cpu_seconds(jvm.pid)
+    finally:
+        jvm.communicate(b"\n", timeout=30)
+    assert jit_cpu_seconds(os.getpid()) == 0.0
+    assert jit_cpu_seconds(jvm.pid) is None
+
+
+def test_cpu_summary_lists_each_measured_phase_with_the_jit_share() -> None:
+    report = {
+        "bare_pull_ack": {"cpu_ms_per_message": {"emulator": 1.5, "client": 1.0, "emulator_jit": 0.4}},
+        "bare_streaming_ack": {},
+        "landing": {"cpu_ms_per_message": {"emulator": 2.0, "gcs": 4.3, "worker": 4.0}},
+    }
+    assert cpu_summary(report) == (
+        "bare sync: emulator 1.50 (JIT 0.40), client 1.00; landing: emulator 2.00, gcs 4.30, worker 4.00"
+    )
+    assert cpu_summary({}) == "-"
+
+
+def test_negative_warmup_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["bench", "replicate", "--warmup-envelopes", "-1"])
+    assert result.exit_code == 2
+    assert "--warmup-envelopes" in result.output
