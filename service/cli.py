@@ -6,6 +6,8 @@ areas stay independent. Heavy imports happen inside the command functions, so ``
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from replicator import commands as replicator_commands
@@ -23,9 +25,17 @@ app = typer.Typer(
 )
 
 
+# google-cloud-storage (3.x) starts a background thread per client and bucket that GETs the bucket's metadata, only
+# to decorate OpenTelemetry spans, even with tracing off. It needs storage.buckets.get, which the least-privilege
+# roles need not grant, and it retries for up to 120 s after the endpoint is gone. logpipe turns it off unless the
+# environment says otherwise (docs/design.md, Decisions).
+GCS_BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
+
+
 @app.callback()
 def _root() -> None:
     """logpipe: gRPC ingest -> Pub/Sub -> exactly-once GCS files -> BigQuery. See `logpipe COMMAND --help`."""
+    os.environ.setdefault(GCS_BUCKET_METADATA_SWITCH, "true")  # inherited by every process logpipe starts
 
 
 catalog_commands.register(app)

@@ -13,15 +13,21 @@ one-line message; nothing is skipped. The stack is stopped at the end of the ses
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from service.cli import GCS_BUCKET_METADATA_SWITCH
 from service.local.config import LocalConfig
 from service.local.endpoints import Endpoints
 from service.local.errors import LocalCloudError
 from service.local.launcher import LocalCloud
+
+# As `logpipe` does for its processes: no background bucket-metadata threads from the storage clients tests build
+# (they outlived their tests and retried against stopped servers).
+os.environ.setdefault(GCS_BUCKET_METADATA_SWITCH, "true")
 
 
 @pytest.fixture(scope="session")
