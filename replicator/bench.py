@@ -353,6 +353,20 @@ def print_table(report: dict[str, Any]) -> None:
         f"{land['vs_bare_sync_bytes']:.0%}; load average at start/end: "
         f"{report['loadavg_at_start'][0]:.1f}/{report['loadavg_at_end'][0]:.1f}; report: {report['path']}"
     )
+    Console().print(f"targets: {target_verdicts(report)}")
+
+
+def target_verdicts(report: dict[str, Any]) -> str:
+    """The benchmark's targets, judged on this run: >= 100k events/s landed by the one worker, and landing bytes/s
+    >= 50% of the faster bare loop's (the stricter of the two ratios)."""
+    land = report["landing"]
+    ratio = min(land["vs_bare_bytes"], land["vs_bare_sync_bytes"])
+    rate = "met" if land["events_per_s"] >= 100_000 else "NOT met"
+    share = "met" if ratio >= 0.5 else "NOT met"
+    return (
+        f">= 100k events/s per worker: {rate} ({land['events_per_s']:,.0f}); "
+        f">= 50% of the faster bare loop's bytes/s: {share} ({ratio:.0%})"
+    )
 
 
 def cpu_summary(report: dict[str, Any]) -> str:

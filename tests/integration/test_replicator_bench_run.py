@@ -38,7 +38,7 @@ def test_small_bench_run_reports_every_phase(tmp_path: Path) -> None:
         timeout=240,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "CPU ms per message" in out.stdout
+    assert "CPU ms per message" in out.stdout and "targets: >= 100k events/s per worker" in out.stdout
     (path,) = tmp_path.glob("replicate-*.json")
     report = json.loads(path.read_text())
     assert report["backlog"] == {**report["backlog"], "messages": 6, "events": 6000}

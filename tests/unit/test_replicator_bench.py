@@ -8,11 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from replicator.bench import baseline_count, cpu_summary
+from replicator.bench import baseline_count, cpu_summary, target_verdicts
 from replicator.bench_backlog import CpuMeter, jit_cpu_seconds, tree_cpu_seconds
 from service.cli import app
 
@@ -97,3 +98,14 @@ def test_negative_warmup_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["bench", "replicate", "--warmup-envelopes", "-1"])
     assert result.exit_code == 2
     assert "--warmup-envelopes" in result.output
+
+
+def test_target_verdicts_judge_against_the_faster_bare_loop() -> None:
+    def report(events_per_s: float, vs_streaming: float, vs_sync: float) -> dict[str, Any]:
+        return {"landing": {"events_per_s": events_per_s, "vs_bare_bytes": vs_streaming, "vs_bare_sync_bytes": vs_sync}}
+
+    assert target_verdicts(report(170_322, 0.43, 0.29)) == (
+        ">= 100k events/s per worker: met (170,322); >= 50% of the faster bare loop's bytes/s: NOT met (29%)"
+    )
+    assert target_verdicts(report(99_999, 0.6, 0.5)).startswith(">= 100k events/s per worker: NOT met (99,999)")
+    assert target_verdicts(report(150_000, 0.6, 0.5)).endswith("bytes/s: met (50%)")
