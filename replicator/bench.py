@@ -167,23 +167,13 @@ def run_bench(
             warm_topic, warm_sub = _twin_subscription(publisher, subscriber, sub, "warmup")
             t = time.monotonic()
             with CpuMeter({"emulator": emu.pubsub_pid}, jit_of=emu.pubsub_pid) as warm:
-                for seed, drain in ((97, "sync"), (96, "streaming")):
-                    fill_backlog(
-                        publisher,
-                        warm_topic,
-                        envelopes(warmup_envelopes, events_per_envelope, event_bytes, hour, seed=seed),
-                    )
-                    if drain == "sync":
-                        bare_pull_ack(subscriber, warm_sub, warmup_envelopes, max_messages=8)
-                    else:
-                        bare_streaming_ack(
-                            subscriber,
-                            warm_sub,
-                            warmup_envelopes,
-                            defaults.max_messages,
-                            defaults.max_bytes,
-                            defaults.threads,
-                        )
+                warm_envs = (warmup_envelopes, events_per_envelope, event_bytes, hour)
+                fill_backlog(publisher, warm_topic, envelopes(*warm_envs, seed=97))
+                bare_pull_ack(subscriber, warm_sub, warmup_envelopes, max_messages=8)
+                fill_backlog(publisher, warm_topic, envelopes(*warm_envs, seed=96))
+                bare_streaming_ack(
+                    subscriber, warm_sub, warmup_envelopes, defaults.max_messages, defaults.max_bytes, defaults.threads
+                )
             report["warmup"] = {"seconds": time.monotonic() - t, "cpu_seconds": warm.seconds}
 
         # 1. Baselines. A bare synchronous pull + ack loop on the same subscription, and a bare streaming pull whose
