@@ -257,6 +257,7 @@ def run_bench(
         # Against the same-mechanism (streaming) baseline; the sync-pull ratio is reported too.
         report["landing"]["vs_bare_bytes"] = report["landing"]["mib_per_s"] / report["bare_streaming_ack"]["mib_per_s"]
         report["landing"]["vs_bare_sync_bytes"] = report["landing"]["mib_per_s"] / report["bare_pull_ack"]["mib_per_s"]
+        report["landing"]["standin_ceiling"] = standin_ceiling(report, size / msgs / 2**20)
 
         # 3. Finalization of the landed partition, measured separately.
         t = time.monotonic()
@@ -344,6 +345,32 @@ def print_table(report: dict[str, Any]) -> None:
         f"{report['loadavg_at_start'][0]:.1f}/{report['loadavg_at_end'][0]:.1f}; report: {report['path']}"
     )
     Console().print(f"targets: {target_verdicts(report)}")
+    if ceiling := land.get("standin_ceiling"):
+        Console().print(
+            f"stand-ins' ceiling: the emulator and fake-gcs-server alone spent {ceiling['ms_per_message']:.2f} ms of "
+            f"CPU per landed message, so on {report['cpus']} CPUs even a worker costing nothing would land at most "
+            f"{ceiling['mib_per_s']:.0f} MiB/s = {ceiling['vs_faster_bare']:.0%} of the faster bare loop"
+        )
+
+
+def standin_ceiling(report: dict[str, Any], mib_per_message: float) -> dict[str, float] | None:
+    """Upper bound on this run's landing rate set by the local stand-ins alone: the Pub/Sub emulator's and
+    fake-gcs-server's CPU per landed message (from the landing's ``cpu_ms_per_message``) on ``report["cpus"]`` cores,
+    as if the worker cost nothing. CPU is conserved on a shared machine, so the landing can never beat it; on real
+    Pub/Sub and GCS those costs are not on the worker's cores. None when the CPU breakdown is missing or zero."""
+    cpu = report.get("landing", {}).get("cpu_ms_per_message", {})
+    ms = cpu.get("emulator", 0.0) + cpu.get("gcs", 0.0)
+    if ms <= 0:
+        return None
+    messages_per_s = report["cpus"] * 1000.0 / ms
+    mib_per_s = messages_per_s * mib_per_message
+    faster = max(report["bare_pull_ack"]["mib_per_s"], report["bare_streaming_ack"]["mib_per_s"])
+    return {
+        "ms_per_message": ms,
+        "messages_per_s": messages_per_s,
+        "mib_per_s": mib_per_s,
+        "vs_faster_bare": mib_per_s / faster,
+    }
 
 
 def target_verdicts(report: dict[str, Any]) -> str:

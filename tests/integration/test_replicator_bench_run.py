@@ -49,3 +49,7 @@ def test_small_bench_run_reports_every_phase(tmp_path: Path) -> None:
     assert report["landing"]["cpu_ms_per_message"]["worker"] > 0
     assert set(report["bare_pull_ack"]["cpu_ms_per_message"]) >= {"emulator", "client"}
     assert report["landing"]["vs_bare_bytes"] > 0
+    # The stand-ins' CPU alone bounds the landing (CPU is conserved; /proc's 10 ms ticks allow a little slack).
+    ceiling = report["landing"]["standin_ceiling"]
+    assert ceiling is not None and "stand-ins' ceiling" in out.stdout
+    assert report["landing"]["messages_per_s"] <= ceiling["messages_per_s"] * 1.1

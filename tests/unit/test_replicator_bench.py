@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from replicator.bench import baseline_count, cpu_summary, target_verdicts
+from replicator.bench import baseline_count, cpu_summary, standin_ceiling, target_verdicts
 from replicator.bench_backlog import CpuMeter, jit_cpu_seconds, tree_cpu_seconds
 from service.cli import app
 
@@ -109,3 +109,21 @@ def test_target_verdicts_judge_against_the_faster_bare_loop() -> None:
     )
     assert target_verdicts(report(99_999, 0.6, 0.5)).startswith(">= 100k events/s per worker: NOT met (99,999)")
     assert target_verdicts(report(150_000, 0.6, 0.5)).endswith("bytes/s: met (50%)")
+
+
+def test_standin_ceiling_is_the_stand_ins_cpu_alone_on_the_machine() -> None:
+    report: dict[str, Any] = {
+        "cpus": 2,
+        "bare_pull_ack": {"mib_per_s": 320.0},
+        "bare_streaming_ack": {"mib_per_s": 160.0},
+        "landing": {"cpu_ms_per_message": {"emulator": 1.5, "gcs": 3.5, "worker": 3.0, "emulator_jit": 0.4}},
+    }
+    ceiling = standin_ceiling(report, mib_per_message=0.5)
+    assert ceiling is not None
+    # 5 ms of stand-in CPU per message on 2 cores: 400 messages/s, 200 MiB/s, against the faster (sync) loop's 320.
+    assert ceiling["ms_per_message"] == pytest.approx(5.0)
+    assert ceiling["messages_per_s"] == pytest.approx(400.0)
+    assert ceiling["mib_per_s"] == pytest.approx(200.0)
+    assert ceiling["vs_faster_bare"] == pytest.approx(0.625)
+    report["landing"]["cpu_ms_per_message"] = {}
+    assert standin_ceiling(report, mib_per_message=0.5) is None
