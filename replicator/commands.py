@@ -58,6 +58,13 @@ def replicate(
     lateness_seconds: Annotated[
         float | None, typer.Option(help="Allowed lateness before a partition closes (default 600).")
     ] = None,
+    receive_window: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds the watermark remembers the publish times of started messages, so a draining backlog or "
+            "a nacked message keeps its hour open (default 120; 0 = only messages held now)."
+        ),
+    ] = None,
     finalize_interval: Annotated[
         float | None, typer.Option(help="Seconds between finalizer passes (default 30).")
     ] = None,
@@ -99,6 +106,7 @@ def replicate(
         "catalog_path": catalog,
         "project": project,
         "lateness_seconds": lateness_seconds,
+        "receive_window_seconds": receive_window,
         "finalize_interval": finalize_interval,
         "finalize": finalize,
         "max_messages": max_messages,

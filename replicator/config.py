@@ -32,6 +32,9 @@ class ReplicatorConfig(BaseModel):
     pubsub_emulator_host: str | None = None
     storage_emulator_host: str | None = None
     lateness_seconds: float = Field(default=600.0, ge=0)
+    #: The watermark also stays at or below the oldest publish time among the messages started this long ago or
+    #: later (docs/design.md, "Watermark"): a draining backlog and a nacked message's redelivery keep hours open.
+    receive_window_seconds: float = Field(default=120.0, ge=0)
     finalize_interval: float = Field(default=30.0, gt=0)
     finalize: bool = True
     max_messages: int = Field(default=64, ge=1)

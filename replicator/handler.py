@@ -7,7 +7,10 @@ Per message (steps L1-L4 of docs/design.md):
                                       attributes, wait for it, then ack; if that publish fails -> nack
   * ``StoreError`` or anything else -> count, log, nack (never ack as if landed; never raise into the subscriber);
                                       a permanent error first waits ``nack_delay`` (no hot redelivery loop)
-It also tracks the messages it holds, for the watermark and the oldest-unacked-age gauge.
+It also tracks, for the watermark and the oldest-unacked-age gauge, the messages it holds and the oldest publish time
+among the messages it started in the last ``receive_window`` seconds (kept per second: at most ``receive_window``
+entries, whatever the rate). The second one holds the watermark back while a backlog drains (the messages it has
+not started yet are older than the ones it has) and across a nack and its redelivery.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -69,6 +73,7 @@ class MessageHandler:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         nack_delay: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        receive_window: float = 0.0,
     ) -> None:
         self._lander = lander
         self._dead_letter = dead_letter
@@ -79,12 +84,36 @@ class MessageHandler:
         self._nack_delay = nack_delay
         self._sleep = sleep
         self._held: dict[int, dt.datetime] = {}
+        self._receive_window = receive_window
+        self._recent: deque[tuple[int, dt.datetime]] = deque()  # (clock second, oldest publish time started in it)
         self._lock = threading.Lock()
 
     def oldest_held(self) -> dt.datetime | None:
         """Publish time of the oldest message currently held (landing, not yet acked), or None."""
         with self._lock:
             return min(self._held.values(), default=None)
+
+    def oldest_recent(self) -> dt.datetime | None:
+        """Oldest publish time among the messages started in the last ``receive_window`` seconds (whatever became
+        of them: acked, nacked, dead-lettered), or None."""
+        with self._lock:
+            self._forget_before(int(self._clock().timestamp()))
+            return min((t for _, t in self._recent), default=None)
+
+    def _note_started(self, published: dt.datetime) -> None:
+        """Record a started message (caller holds the lock)."""
+        if self._receive_window <= 0:
+            return
+        second = int(self._clock().timestamp())
+        if self._recent and self._recent[-1][0] == second:
+            published = min(published, self._recent[-1][1])
+            self._recent.pop()
+        self._recent.append((second, published))
+        self._forget_before(second)
+
+    def _forget_before(self, second: int) -> None:
+        while self._recent and self._recent[0][0] <= second - self._receive_window:
+            self._recent.popleft()
 
     def in_flight(self) -> int:
         with self._lock:
@@ -93,7 +122,8 @@ class MessageHandler:
     def __call__(self, message: Any) -> None:
         key = id(message)
         with self._lock:
-            self._held[key] = message.publish_time or self._clock()
+            published = self._held[key] = message.publish_time or self._clock()
+            self._note_started(published)
         try:
             self._handle(message)
         except Exception:  # a bug must not kill the subscriber thread; the message is redelivered

@@ -8,8 +8,9 @@ Lifecycle:
     stops the finalizer between partitions, and returns. Whatever still runs is abandoned: the entry point then
     ends the process with ``os._exit`` (no waiting on stuck threads); the messages stay unacked and Pub/Sub
     redelivers them; landing is idempotent.
-  * Closability (docs/design.md, "Watermark"): W = min(now, publish time of the oldest message held); a partition is
-    closable when W >= hour end + lateness.
+  * Closability (docs/design.md, "Watermark"): W = min(now, publish time of the oldest message held, oldest
+    publish time among the messages started in the last ``receive_window``); a partition is closable when
+    W >= hour end + lateness.
 """
 
 from __future__ import annotations
@@ -82,10 +83,12 @@ class Worker:
 
     # --- watermark -----------------------------------------------------------------------------------------------
     def watermark(self) -> dt.datetime:
-        """min(now, publish time of the oldest message this worker holds)."""
+        """min(now, publish time of the oldest message this worker holds, oldest publish time among the messages it
+        started in the last ``receive_window_seconds``)."""
         now = self._clock()
         held = [t for h in self._handlers if (t := h.oldest_held()) is not None]
-        return min([now, *held])
+        recent = [t for h in self._handlers if (t := h.oldest_recent()) is not None]
+        return min([now, *held, *recent])
 
     def closable(self, p: Partition) -> bool:
         return self.watermark() >= p.end + self._cfg.lateness
@@ -125,6 +128,7 @@ class Worker:
                 crash=self._crash,
                 clock=self._clock,
                 nack_delay=self._cfg.nack_delay,
+                receive_window=self._cfg.receive_window_seconds,
             )
             self._handlers.append(handler)
             executor = _prestarted(self._cfg.threads, f"land-{tier}")

@@ -10,12 +10,17 @@ from typing import Any
 
 import pytest
 
+from replicator.config import ReplicatorConfig
+from replicator.crash import CrashPoints
 from replicator.errors import StoreError
 from replicator.handler import MessageHandler
 from replicator.landing import Lander
+from replicator.layout import Partition
 from replicator.metrics import Metrics
 from replicator.store import Created, MemoryStore
 from replicator.synth import make_envelope
+from replicator.worker import Worker
+from service.catalog import load_catalog
 
 pytestmark = pytest.mark.unit
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
@@ -127,3 +132,54 @@ def test_store_error_nacks_and_never_acks(transient: bool) -> None:
     kind = "transient_exhausted" if transient else "permanent"
     assert m.land_errors.labels(kind)._value.get() == 1
     assert h.in_flight() == 0 and h.oldest_held() is None
+
+
+def test_recent_publish_times_outlive_the_message_and_stay_bounded() -> None:
+    """A nacked message is no longer held, but its publish time keeps the watermark back until its redelivery can
+    arrive; the memory for it is one entry per clock second, whatever the rate."""
+    clock = [H + dt.timedelta(hours=2)]
+    m = Metrics()
+    h = MessageHandler(Lander(FailingStore(transient=True), ["ads_click"], m), FakeDeadLetter(), m,
+                       clock=lambda: clock[0], receive_window=120, sleep=lambda _: None)  # fmt: skip
+    enc = make_envelope("ads_click", ["a"], H)
+    msg = FakeMessage(enc.data, enc.attributes, publish_time=H + dt.timedelta(minutes=59))
+    h(msg)
+    assert msg.calls == ["nack"] and h.oldest_held() is None
+    assert h.oldest_recent() == H + dt.timedelta(minutes=59)
+    for i in range(1000):  # 1000 newer messages over 500 s
+        clock[0] += dt.timedelta(seconds=0.5)
+        h(FakeMessage(enc.data, enc.attributes, message_id=f"n{i}", publish_time=clock[0]))
+        assert len(h._recent) <= 121
+    assert h.oldest_recent() == clock[0] - dt.timedelta(seconds=119)  # whole seconds; the 13:59 one is forgotten
+
+
+def test_watermark_stays_behind_a_draining_backlog_for_the_receive_window() -> None:
+    """A worker back from an outage drains a backlog: each message is acked at once, so none is *held* when the
+    finalizer looks, but the ones it has not started yet are as old. The hour stays open until the window passes."""
+    clock = [H + dt.timedelta(hours=1, minutes=15)]
+    for window, closable_at_once in ((120.0, False), (0.0, True)):
+        cfg = ReplicatorConfig(project="p", bucket="bkt", lateness_seconds=600, receive_window_seconds=window)
+        w = Worker(
+            catalog=load_catalog(),
+            tiers=("core",),
+            project="p",
+            store=MemoryStore(),
+            subscriber=None,
+            publisher=None,
+            metrics=Metrics(),
+            settings=cfg,
+            crash=CrashPoints(),
+            clock=lambda: clock[0],
+        )
+        store, metrics = MemoryStore(), Metrics()
+        handler = MessageHandler(Lander(store, ["ads_click"], metrics), FakeDeadLetter(), metrics,
+                                 clock=lambda: clock[0], receive_window=cfg.receive_window_seconds)  # fmt: skip
+        w._handlers = [handler]
+        enc = make_envelope("ads_click", ["late"], H + dt.timedelta(minutes=30))
+        handler(FakeMessage(enc.data, enc.attributes, publish_time=H + dt.timedelta(minutes=65)))  # published 14:05
+        assert handler.oldest_held() is None and store.names()  # landed and acked
+        p = Partition("ads_click", H)
+        assert w.closable(p) is closable_at_once
+        clock[0] += dt.timedelta(seconds=121)
+        assert w.closable(p)
+        clock[0] = H + dt.timedelta(hours=1, minutes=15)

@@ -111,6 +111,9 @@ class HeldHandler:
     def oldest_held(self) -> dt.datetime | None:
         return self.held
 
+    def oldest_recent(self) -> dt.datetime | None:
+        return None
+
 
 def test_watermark_waits_for_held_messages() -> None:
     now = H + dt.timedelta(hours=1, minutes=15)
