@@ -3,22 +3,62 @@
 Deterministic by construction: for the same rows in the same order, the same file names and the same bytes come out
 (gzip ``mtime=0``; Avro sync marker derived from the file name; cuts decided on encoded sizes), which is what lets a
 finalizer that crashed after some files (step F3) rerun and find its earlier files identical (412 + equal crc32c).
+The bytes are a pure function of the rows and of ``content_fingerprint`` (format, schema, target size, encoding
+version, runtime), which is why that fingerprint is part of the TOKEN of data file names (``generation_token``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import platform
+import zlib
 from collections.abc import Callable
+from typing import Final
+
+import fastavro
 
 from replicator.errors import ReplicatorError
 from replicator.manifest import DataFile
-from replicator.records import Row, RowFileWriter
+from replicator.records import Row, RowFileWriter, avro_schema
 from replicator.store import ObjectStore, crc32c_b64
 from service.catalog import Category, FileFormat
 
+#: Version of the data file encoding. Bump it in the same change as anything that can alter the bytes or the cut
+#: points this module writes for the same rows and the same ``content_fingerprint`` inputs: ``records.event_to_row``
+#: (values, NULL rules), ``records.RowFileWriter`` (codec, compression level, JSON layout, timestamp text) or, here,
+#: the cut rule or the sync marker derivation. It is part of the TOKEN, so a new version never reuses, and never
+#: conflicts with, the part files an older version left behind when it crashed before its commit.
+ENCODING_VERSION: Final = 1
+
+
+def content_fingerprint(category: Category, target_bytes: int) -> bytes:
+    """Canonical JSON of everything besides the rows that decides the bytes and boundaries of ``FileWriter``'s files.
+
+    That is: ``ENCODING_VERSION``; the file format; the full Avro schema as JSON with sorted keys (it also encodes the
+    payload format, the extracted fields, their types and order, and the annotations written into Avro headers --
+    Avro's Parsing Canonical Form would drop ``default``/``logicalType``/``sqlType``, so it is not used); the target
+    size; and the runtime whose output is not pinned by our code (Python: ``GzipFile`` buffering moves gzip cut points
+    between versions; zlib: deflate bytes; fastavro: block layout).
+    """
+    parts = {
+        "encoding": ENCODING_VERSION,
+        "format": category.file_format.value,
+        "schema": avro_schema(category),
+        "target_bytes": max(1, target_bytes),
+        "python": platform.python_version(),
+        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        "fastavro": fastavro.__version__,
+    }
+    return json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
+
 
 class ConflictingDataFile(ReplicatorError):
-    """A data file name exists with different bytes than this writer produced (a bug or a different code version)."""
+    """A data file name exists with different bytes than this writer produced.
+
+    The TOKEN covers every input of the bytes, so this means a bug: an encoding change shipped without an
+    ``ENCODING_VERSION`` bump, or non-deterministic output.
+    """
 
 
 class FileWriter:

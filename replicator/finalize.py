@@ -26,7 +26,7 @@ from typing import Protocol
 
 from replicator import records
 from replicator.crash import CrashPoints
-from replicator.files import FileWriter
+from replicator.files import FileWriter, content_fingerprint
 from replicator.layout import Layout, Partition
 from replicator.manifest import DataFile, Manifest
 from replicator.metrics import Metrics
@@ -34,7 +34,7 @@ from replicator.readahead import ordered_map
 from replicator.scan import NameSetDigest, PartitionState, partitions_to_finalize, read_partition
 from replicator.store import ObjectStore
 from service import envelope as envelope_format
-from service.catalog import Catalog
+from service.catalog import Catalog, Category
 
 log = logging.getLogger(__name__)
 MAX_RACE_RETRIES = 20
@@ -63,9 +63,20 @@ def _part_generation(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def generation_token(generation: int, sources: Iterable[str]) -> str:
-    """TOKEN of the data file names: a digest of the generation and the sorted input names."""
+def generation_token(generation: int, sources: Iterable[str], category: Category, target_file_bytes: int) -> str:
+    """TOKEN of the data file names of ``generation``: 16 hex digits of a SHA-256 over everything their bytes and
+    boundaries depend on.
+
+    The inputs are the generation (which also fixes the earlier generations whose event ids are skipped), the sorted
+    pending staging names (their content is immutable), and ``files.content_fingerprint``: file format, Avro schema,
+    target file size, ``files.ENCODING_VERSION`` and the runtime. Contract: the data files are a pure function of
+    these inputs, so a rerun with an equal TOKEN finds identical files (412 + equal crc32c = reuse), and any change
+    that would change the bytes (a schema evolution during a rolling upgrade, a new target size, a new encoding) gives
+    a new TOKEN, hence new names instead of ``ConflictingDataFile``. Whoever changes the encoding bumps
+    ``ENCODING_VERSION``.
+    """
     h = hashlib.sha256(f"g{generation}\n".encode())
+    h.update(content_fingerprint(category, target_file_bytes) + b"\n")  # compact JSON: no newline inside
     for s in sorted(sources):
         h.update(s.encode() + b"\n")
     return h.hexdigest()[:16]
@@ -169,7 +180,7 @@ class Finalizer:
         category = self.catalog.category(p.category)
         generation = state.generation + 1
         sources = tuple(o.name for o in state.pending)
-        token = generation_token(generation, sources)
+        token = generation_token(generation, sources, category, self.settings.target_file_bytes)
         seen = self._prior_event_ids(state)  # becomes generations 1..G+1 if this commit wins
         duplicates = 0
         lo: int | None = None
@@ -250,7 +261,8 @@ class Finalizer:
 
     def _collect_orphans(self, state: PartitionState) -> None:
         """Delete part files of generations <= the committed one that no manifest names (a crashed or losing
-        finalizer's output). Safe: a generation number, once committed, can never commit other files."""
+        finalizer's output, including one of another TOKEN: an older code version, schema or target size). Safe: a
+        generation number, once committed, can never commit other files."""
         referenced = {f for _, m in state.manifests for f in m.file_names}
         for info in state.data_files:
             gen = _part_generation(info.name)

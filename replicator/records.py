@@ -13,6 +13,7 @@ Formats:
     bytes payloads are base64 (BigQuery's encoding for BYTES in JSON).
 
 ``encode_rows``/``decode_rows`` are exact inverses for rows produced by ``event_to_row``.
+Any change to the bytes written here for the same events must bump ``files.ENCODING_VERSION`` (part of the TOKEN).
 """
 
 from __future__ import annotations
