@@ -27,7 +27,7 @@ from service.client._core import (
     parse_targets,
 )
 from service.client.errors import BufferFull, ClientClosed
-from service.client.events import make_event
+from service.client.events import fill_defaults, make_event
 from service.client.results import FlushResult
 from service.client.retry import async_retrying
 from service.contract import Event, PublishRequest, ingest_pb2_grpc
@@ -76,6 +76,9 @@ class AsyncIngestClient:
         return event.event_id
 
     async def send_event(self, event: Event) -> None:
+        """Buffer a ready-made ``Event``. An empty ``event_id`` or unset ``event_time`` is filled here, in place and
+        once (``fill_defaults``), so every retry resends the same values. Raises ``BufferFull``, ``ClientClosed``."""
+        fill_defaults(event)
         opts = self.options
         cv = self._start()
         async with cv:

@@ -1,16 +1,23 @@
-"""Building ``Event`` messages from what callers pass to ``send``."""
+"""Building ``Event`` messages from what callers pass to ``send``.
+
+Every event leaves the SDK with an ``event_id`` and an ``event_time``, both fixed once, before the first attempt, so
+every retry (to any front-end) resends the identical event. A front-end fills a missing event_time with its receive
+time, which differs per attempt: a retry across an hour boundary would then land the same id in two hourly partitions,
+where per-partition deduplication cannot see it (design note G2).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from service.client.errors import InvalidEvent
-from service.client.ids import uuid7_str
+from service.client.ids import uuid7
 from service.contract import Event
 
 
@@ -35,15 +42,35 @@ def make_event(
     attributes: Mapping[str, str] | None = None,
     event_id: str | None = None,
     producer: str = "",
+    now_ns: int | None = None,
 ) -> Event:
-    """An ``Event`` with a UUIDv7 id unless one is given. ``event_time``: aware datetime or Unix seconds; None
-    leaves it unset (the front-end uses its receive time)."""
-    e = Event(event_id=event_id or uuid7_str(), category=category, payload=payload_bytes(payload), producer=producer)
-    if event_time is not None:
+    """An ``Event`` with a UUIDv7 id unless one is given. ``event_time``: aware datetime or Unix seconds; None stamps
+    the current time (``now_ns``, Unix nanoseconds, overrides the clock in tests). Raises ``InvalidEvent``."""
+    now = time.time_ns() if now_ns is None else now_ns
+    eid = event_id or str(uuid7(now))
+    e = Event(event_id=eid, category=category, payload=payload_bytes(payload), producer=producer)
+    if event_time is None:
+        e.event_time.FromNanoseconds(now)
+    else:
         e.event_time.CopyFrom(to_timestamp(event_time))
     if attributes:
         e.attributes.update(attributes)
     return e
+
+
+def fill_defaults(event: Event, now_ns: int | None = None) -> Event:
+    """Give a ready-made ``event`` what ``make_event`` would: a UUIDv7 ``event_id`` when empty, and the current time
+    (or ``now_ns``) as ``event_time`` when unset (seconds and nanos both zero, as the front-end reads it). Changes
+    ``event`` in place and returns it; a no-op for an event that has both, so calling it again changes nothing."""
+    ts = event.event_time
+    if event.event_id and (ts.seconds or ts.nanos):
+        return event
+    now = time.time_ns() if now_ns is None else now_ns
+    if not event.event_id:
+        event.event_id = str(uuid7(now))
+    if not (ts.seconds or ts.nanos):
+        ts.FromNanoseconds(now)
+    return event
 
 
 def to_timestamp(value: dt.datetime | float) -> Timestamp:

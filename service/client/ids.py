@@ -7,9 +7,13 @@ Python 3.11 has no ``uuid.uuid7``. Layout: 48-bit Unix milliseconds, version 7, 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
+
+#: Canonical lowercase hyphenated UUIDv7: version nibble 7, variant 0b10 (first hex digit of the 4th group 8-b).
+_UUID7_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -39,3 +43,11 @@ def uuid7(now_ns: int | None = None) -> uuid.UUID:
 def uuid7_str() -> str:
     """``str(uuid7())``: the canonical lowercase hyphenated form the front-end requires."""
     return str(uuid7())
+
+
+def uuid7_unix_ms(value: str) -> int | None:
+    """The Unix milliseconds in the first 48 bits of ``value`` when it is a UUIDv7 in the canonical form ``uuid7_str``
+    makes (lowercase, hyphenated), else None. Never raises."""
+    if len(value) != 36 or _UUID7_RE.fullmatch(value) is None:
+        return None
+    return int(value[:8] + value[9:13], 16)

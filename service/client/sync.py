@@ -3,6 +3,8 @@
 Contract:
   * ``send`` returns the event's id (a UUIDv7 unless given) once the event is buffered. It blocks while the bounded
     buffer is full (or raises ``BufferFull``, as configured). It never does network I/O itself.
+  * Every event is buffered with its ``event_id`` and ``event_time`` set (the send time unless given), fixed before
+    the first attempt: retries resend the identical event, so it lands in one hourly partition (G2).
   * Batches are sent when ``max_batch_events``/``max_batch_bytes`` is reached or ``max_latency_s`` after the first
     event, with at most ``max_in_flight`` calls at once. Retries follow ``service.client.retry`` (retryable codes
     only, RetryInfo honoured, bounded in time); each retry goes to the next target, so a front-end that timed out is
@@ -33,7 +35,7 @@ from service.client._core import (
     parse_targets,
 )
 from service.client.errors import BufferFull, ClientClosed
-from service.client.events import make_event
+from service.client.events import fill_defaults, make_event
 from service.client.results import FlushResult
 from service.client.retry import retrying
 from service.contract import Event, PublishRequest, ingest_pb2_grpc
@@ -86,7 +88,9 @@ class IngestClient:
         return event.event_id
 
     def send_event(self, event: Event) -> None:
-        """Buffer a ready-made ``Event`` (its ``event_id`` must be set)."""
+        """Buffer a ready-made ``Event``. An empty ``event_id`` or unset ``event_time`` is filled here, in place and
+        once (``fill_defaults``), so every retry resends the same values. Raises ``BufferFull``, ``ClientClosed``."""
+        fill_defaults(event)
         opts = self.options
         with self._cv:
             if self._closed:

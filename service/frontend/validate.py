@@ -2,8 +2,11 @@
 
 Contract: ``Validator.check`` looks at each event on its own, never raises for any event content, and returns the
 accepted events grouped by (category, UTC event hour) plus one ``Rejection`` per rejected event. It fills in
-``event_time`` (receive time) when unset and ``event_id`` (a UUIDv7) when empty; ``Checked.stamp`` carries the
-``ingest_time`` and ``client_id`` the packer writes onto every accepted event (see ``service.frontend.wire``).
+``event_id`` (a UUIDv7) when empty, and ``event_time`` when unset: the time embedded in a client-given UUIDv7
+``event_id`` when that time is inside the accepted window, else the receive time. Every retry of such an event then
+gets the same event_time, and so the same hourly partition, whichever front-end receives it (G2); the receive time
+differs per attempt. ``Checked.stamp`` carries the ``ingest_time`` and ``client_id`` the packer writes onto every
+accepted event (see ``service.frontend.wire``).
 Per-event cost is kept to a few microseconds: no pydantic, a compiled regex for ids, msgspec for JSON, and accepted
 events are kept as the bytes they arrived as.
 """
@@ -19,7 +22,7 @@ import msgspec
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from service.catalog import Catalog, PayloadFormat
-from service.client.ids import uuid7_str
+from service.client.ids import uuid7_str, uuid7_unix_ms
 from service.contract import Event, StatusCode
 from service.frontend.config import FrontendConfig
 from service.frontend.wire import stamp
@@ -109,7 +112,8 @@ class Validator:
     def check(
         self, events: Sequence[Event], now_s: float, client_id: str, raw_events: Sequence[bytes] | None = None
     ) -> Checked:
-        """Validate ``events`` received at ``now_s`` (Unix seconds) from ``client_id``. May fill event_time/id.
+        """Validate ``events`` received at ``now_s`` (Unix seconds) from ``client_id``. May fill event_time/id (see
+        the module contract).
 
         ``raw_events`` are the same events as they arrived on the wire; accepted ones are kept as they are (events
         the front-end changed, and every event when ``raw_events`` is None, are serialized again)."""
@@ -157,8 +161,8 @@ class Validator:
             nanos = ts.nanos
             changed = False
             if secs == 0 and nanos == 0:  # unset (the epoch itself is outside any window anyway)
-                secs, nanos = now_secs, now.nanos
-                ts.CopyFrom(now)
+                secs, nanos = _id_time(eid, lo, hi) or (now_secs, now.nanos)
+                ts.seconds, ts.nanos = secs, nanos
                 changed = True
             elif not lo <= secs <= hi or not 0 <= nanos < 1_000_000_000:
                 reject(Rejection(i, eid, StatusCode.EVENT_TIME_OUT_OF_WINDOW, _bad_time(ts, now_s, lim)))
@@ -260,6 +264,16 @@ class Validator:
         if size > lim.max_attributes_bytes:
             return StatusCode.ATTRIBUTES_TOO_LARGE, f"attributes total {size} bytes > limit {lim.max_attributes_bytes}"
         return None
+
+
+def _id_time(eid: str, lo: float, hi: float) -> tuple[int, int] | None:
+    """The (seconds, nanos) embedded in ``eid`` when it is a UUIDv7 whose time passes the same window check as a
+    client-given event_time (``lo <= seconds <= hi``); None otherwise, and for an empty id (the front-end's own)."""
+    ms = uuid7_unix_ms(eid) if eid else None
+    if ms is None:
+        return None
+    secs, rem = divmod(ms, 1000)
+    return (secs, rem * 1_000_000) if lo <= secs <= hi else None
 
 
 def _bad_id(eid: str) -> str:
