@@ -20,11 +20,15 @@ _log = logging.getLogger("replicator")
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LOGPIPE_LOG_LEVEL", "INFO"),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """stderr logging from ``LOGPIPE_LOG_LEVEL`` (INFO) and ``LOGPIPE_LOG_FORMAT`` (text, or json for Cloud Logging:
+    the deployments set it). An unknown format is a usage error (exit 2)."""
+    from service.frontend.logs import configure_cli
+
+    try:
+        configure_cli(os.environ.get("LOGPIPE_LOG_LEVEL", "INFO"), os.environ.get("LOGPIPE_LOG_FORMAT", "text"))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
 
 
 def _config(flags: dict[str, Any]) -> Any:
