@@ -79,7 +79,11 @@ def load(
     tier: Annotated[list[str] | None, typer.Option(help="Tier to load (repeat); default: all.")] = None,
     interval: Annotated[float, typer.Option(envvar="LOGPIPE_BQ_INTERVAL", help="Seconds between passes.")] = 60.0,
     horizon_hours: Annotated[int, typer.Option(help="Fresh rows older than this are not shown.")] = 48,
-    lookback_hours: Annotated[int, typer.Option(help="How far back to look for manifests to load.")] = 72,
+    lookback_hours: Annotated[int, typer.Option(help="How far back every pass looks for manifests to load.")] = 72,
+    backfill_hours: Annotated[
+        int, typer.Option(help="How far back the first pass, then one every backfill interval, looks (late data).")
+    ] = 192,
+    backfill_interval_seconds: Annotated[float, typer.Option(help="Seconds between two backfill passes.")] = 3600.0,
     max_attempts: Annotated[int, typer.Option(help="Failed jobs per load before it is given up.")] = 5,
     job_prefix: Annotated[str, typer.Option(help="First part of every job id; a new one reloads from scratch.")] = (
         "logpipe"
@@ -94,26 +98,34 @@ def load(
     import logging
     import signal
 
+    from pydantic import ValidationError
+
     from replicator.bigquery.errors import SchemaIncompatible
     from replicator.bigquery.loader import LoaderConfig, run_loader
     from replicator.bigquery.metrics import LoaderMetrics
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = LoaderConfig(
-        project=project,
-        bucket=bucket,
-        bigquery_url=bigquery_url,
-        gcs_url=gcs_url,
-        catalog_path=catalog,
-        dataset=dataset,
-        tiers=tuple(tier or ()),
-        interval_seconds=interval,
-        horizon_hours=horizon_hours,
-        lookback_hours=lookback_hours,
-        max_attempts=max_attempts,
-        job_prefix=job_prefix,
-        crash_at=crash_at,
-    )
+    try:
+        config = LoaderConfig(
+            project=project,
+            bucket=bucket,
+            bigquery_url=bigquery_url,
+            gcs_url=gcs_url,
+            catalog_path=catalog,
+            dataset=dataset,
+            tiers=tuple(tier or ()),
+            interval_seconds=interval,
+            horizon_hours=horizon_hours,
+            lookback_hours=lookback_hours,
+            backfill_hours=backfill_hours,
+            backfill_interval_seconds=backfill_interval_seconds,
+            max_attempts=max_attempts,
+            job_prefix=job_prefix,
+            crash_at=crash_at,
+        )
+    except ValidationError as exc:
+        typer.echo("invalid loader options: " + "; ".join(str(e["msg"]) for e in exc.errors()), err=True)
+        raise typer.Exit(2) from None
     metrics = LoaderMetrics()
     if metrics_port is not None:
         from prometheus_client import start_http_server

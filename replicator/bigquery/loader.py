@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from replicator.bigquery.committed import CommittedLoader, Target
+from replicator.bigquery.committed import DEFAULT_BACKFILL, DEFAULT_BACKFILL_INTERVAL, CommittedLoader, Target
 from replicator.bigquery.fresh import BatchLimits, FreshLoader
 from replicator.bigquery.jobs import LoadRunner
 from replicator.bigquery.metrics import LoaderMetrics
@@ -54,7 +54,14 @@ class LoaderConfig(BaseModel):
         convert_interval_seconds: Between passes, new staging objects are converted to Avro this often, so a pass
             only has to load.
         horizon_hours: Fresh rows older than this are not shown by the views (committed rows always are).
-        lookback_hours: How far back the committed pass looks for manifests not yet loaded.
+        lookback_hours: How far back every committed pass looks for manifests not yet loaded (cheap: a few days).
+        backfill_hours: How far back the first committed pass, and then one every ``backfill_interval_seconds``,
+            looks: late data commits delta manifests into old partitions (event times up to 7 days old are
+            accepted; a spool replay after an outage delivers old events late). Manifests older than this are never
+            loaded and are forgotten (G4). At least ``lookback_hours`` and ``horizon_hours``: the fresh path relies
+            on the committed path knowing every manifest of its horizon.
+        backfill_interval_seconds: Time between two backfill passes; a manifest of a partition older than the
+            lookback is loaded within about this long of its commit.
         max_attempts: Failed load jobs per load before it is given up and recorded.
         job_prefix: First part of every job id; change it to load a dataset again from scratch.
         crash_at: ``<step>[:<nth>]`` crash injection for fault tests (steps in ``CRASH_STEPS``).
@@ -74,12 +81,30 @@ class LoaderConfig(BaseModel):
     convert_interval_seconds: float = Field(default=5.0, gt=0)
     horizon_hours: int = Field(default=DEFAULT_HORIZON_HOURS, ge=1)
     lookback_hours: int = Field(default=72, ge=1)
+    backfill_hours: int = Field(default=DEFAULT_BACKFILL // dt.timedelta(hours=1), ge=1)
+    backfill_interval_seconds: float = Field(default=DEFAULT_BACKFILL_INTERVAL.total_seconds(), gt=0)
     max_attempts: int = Field(default=5, ge=1)
     job_wait_seconds: float = Field(default=300.0, gt=0)
     job_prefix: str = Field(default="logpipe", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     max_batch_objects: int = Field(default=5_000, ge=1)
     max_batch_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     crash_at: str | None = None
+
+    @model_validator(mode="after")
+    def _windows_nest(self) -> LoaderConfig:
+        if self.backfill_hours < self.lookback_hours:
+            raise ValueError(
+                f"backfill_hours ({self.backfill_hours}) must be >= lookback_hours ({self.lookback_hours}): a backfill"
+                " pass lists the lookback window too. To load older manifests, raise backfill_hours"
+                " (`logpipe load --once --backfill-hours N`: the first pass lists the backfill window)"
+            )
+        if self.backfill_hours < self.horizon_hours:
+            raise ValueError(
+                f"backfill_hours ({self.backfill_hours}) must be >= horizon_hours ({self.horizon_hours}): manifests"
+                " older than the backfill window are forgotten, and the fresh path must know every manifest of its"
+                " horizon, or it would load committed staging objects again"
+            )
+        return self
 
     @property
     def grace(self) -> dt.timedelta:
@@ -125,7 +150,13 @@ class Loader:
                 store=store, runner=runner, metrics=self.metrics, target=target, tier=tier, categories=cats,
                 clock=clock, crash=crash,
             )  # fmt: skip
-            committed = CommittedLoader(client=bq_client, lookback=dt.timedelta(hours=config.lookback_hours), **common)
+            committed = CommittedLoader(
+                client=bq_client,
+                lookback=dt.timedelta(hours=config.lookback_hours),
+                backfill=dt.timedelta(hours=config.backfill_hours),
+                backfill_interval=dt.timedelta(seconds=config.backfill_interval_seconds),
+                **common,
+            )
             fresh = FreshLoader(
                 horizon=dt.timedelta(hours=config.horizon_hours),
                 slot=dt.timedelta(seconds=config.interval_seconds),
