@@ -32,6 +32,12 @@ class Metrics:
         self.publish_failures = Counter("logpipe_publish_failures", "Publishes failed or timed out", registry=r)
         self.envelopes_spooled = Counter("logpipe_envelopes_spooled", "Envelopes written to the spool", registry=r)
         self.envelopes_replayed = Counter("logpipe_envelopes_replayed", "Spooled envelopes published", registry=r)
+        self.replay_errors = Counter(
+            "logpipe_replay_errors", "Spool replay steps that failed on local I/O (then retried)", ["stage"], registry=r
+        )
+        self.spool_quarantined = Counter(
+            "logpipe_spool_quarantined", "Spool files moved aside, never to be replayed", ["reason"], registry=r
+        )
         self.spool_depth = Gauge("logpipe_spool_depth", "Envelopes in the spool", registry=r)
         self.spool_bytes = Gauge("logpipe_spool_bytes", "Bytes in the spool", registry=r)
         self.inflight_bytes = Gauge("logpipe_inflight_bytes", "Accepted bytes not yet durable", registry=r)

@@ -176,7 +176,8 @@ def ingest_handlers(servicer: IngestServicer) -> grpc.GenericRpcHandler:  # type
 
 
 def catalog_topic(catalog: Catalog) -> Callable[[str], str]:
-    """category -> its tier's topic name."""
+    """category -> its tier's topic name; ``KeyError`` for a category not in the catalog (``DurableSink`` then
+    quarantines a spooled envelope of it instead of retrying it forever)."""
     topics = {c.name: catalog.topic(c.tier) for c in catalog.categories}
     return topics.__getitem__
 

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -151,9 +152,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
     def Publish(self, request: PublishRequest | Incoming, context: grpc.ServicerContext) -> PublishResponse:
         try:
             identity = self._authenticate(context)
-            admitted = self._admit(request, identity)
-            if admitted.ticket is not None and not admitted.ticket.wait(self._ack_timeout):
-                self._flow.release(admitted.nbytes)
+            settled = threading.Event()  # set by the ticket's callback, after the bytes went back (see ``_queue``)
+            admitted = self._admit(request, identity, settled)
+            if admitted.ticket is not None and not settled.wait(self._ack_timeout):
+                # The events are still in the packer or the spool writer's queue: their bytes stay charged until
+                # their envelopes settle, so the client's retry of the same events is refused (G4), not queued again.
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, "events were not made durable in time; retry")
             response = self._finish(admitted)
         except RequestError as exc:
@@ -227,9 +230,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         self,
         incoming: PublishRequest | Incoming,
         identity: Identity,
-        on_done: Callable[[_Admitted], None] | None = None,
+        on_done: Callable[[_Admitted], None] | threading.Event,
     ) -> _Admitted:
         """Validate and queue one request. Raises ``RequestError``. ``ticket`` is None when nothing was accepted.
+        ``on_done`` is called, or set, when the ticket settled (see ``_queue``).
 
         The C fast path (``scanner``) decides first when it can; the Python path (parse, ``Validator.check``) decides
         everything else, with the same checks in the same order."""
@@ -263,9 +267,15 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         self,
         request: PublishRequest | Incoming,
         checked: Checked | Scanned,
-        on_done: Callable[[_Admitted], None] | None,
+        on_done: Callable[[_Admitted], None] | threading.Event,
     ) -> _Admitted:
-        """Reserve in-flight bytes for the accepted events and hand them to the packer."""
+        """Reserve in-flight bytes for the accepted events and hand them to the packer.
+
+        The bytes are given back in exactly one place, the ticket's callback, when every envelope holding the events
+        settled (durable or failed), whatever the caller did meanwhile (answered a timeout, went away); ``on_done``
+        runs (or is set) after that. So ``max_inflight_bytes`` bounds everything admitted and not yet settled: open
+        batches, unconfirmed publishes and the spool writer's queue. A unary call passes an ``Event``, so a call that
+        timed out does not keep its whole request (rejected events too, which are not charged) alive until then."""
         if not checked.accepted:
             return _Admitted(request, checked, 0, None)
         nbytes = checked.accepted_bytes + EVENT_OVERHEAD * checked.accepted
@@ -277,7 +287,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
                 self._retry_after,
             )
         admitted = _Admitted(request, checked, nbytes, None)
-        admitted.ticket = Ticket(None if on_done is None else lambda _err: on_done(admitted))
+        then = on_done.set if isinstance(on_done, threading.Event) else partial(on_done, admitted)
+        admitted.ticket = Ticket(partial(_settled, self._flow, nbytes, then))
         if isinstance(checked, Scanned):
             self._packer.add_framed(checked.groups, admitted.ticket)
         else:
@@ -285,9 +296,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         return admitted
 
     def _finish(self, admitted: _Admitted) -> PublishResponse:
-        """Release the request's bytes and build its response. Raises ``RequestError`` if not durable."""
+        """Build the response of a settled request. Raises ``RequestError`` if not durable."""
         if admitted.ticket is not None:
-            self._flow.release(admitted.nbytes)
             error = admitted.ticket.error
             if isinstance(error, Backpressure):
                 self._metrics.backpressure.inc()
@@ -305,6 +315,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
             return scanned_response(admitted.request, admitted.checked)
         request = admitted.request
         return build_response(request.request if isinstance(request, Incoming) else request, admitted.checked)
+
+
+def _settled(flow: InflightBytes, nbytes: int, then: Callable[[], object], _error: BaseException | None) -> None:
+    flow.release(nbytes)
+    then()
 
 
 def scanned_response(request: PublishRequest | Incoming, scanned: Scanned) -> PublishResponse:

@@ -10,6 +10,12 @@ Contract:
   * The replayer publishes spool files oldest first with their original ``envelope_id`` and attributes, and deletes a
     file only after Pub/Sub confirmed it. A late confirmation of an envelope that was already spooled means it is
     published twice; consumers deduplicate on ``envelope_id``.
+  * The replayer never stops before ``stop``: a local I/O error (reading, deleting or moving a file) is logged,
+    counted (``replay_errors``) and retried on a later pass, with a growing delay while no file leaves the spool. An
+    unreadable file is skipped for the pass (up to a window of them), so the files behind it still drain. A file that
+    can never be published is moved aside (``Spool.quarantine``), logged and counted (``spool_quarantined``), never
+    deleted: a corrupt one to ``corrupt/``, one whose category ``topic_for`` does not know (``KeyError``: the catalog
+    dropped it since the file was written) to ``unknown-category/``.
   * ``drain`` is for shutdown: it waits for in-flight publishes, spools the ones still pending at its deadline, and
     returns when nothing is in flight.
 """
@@ -32,6 +38,7 @@ from service.frontend.spool import Spool, SpoolEntry
 log = logging.getLogger(__name__)
 Done = Callable[[BaseException | None], None]
 _REPLAY_WINDOW = 16
+_MAX_BACKOFF_S = 30.0
 
 
 @dataclass(slots=True)
@@ -69,6 +76,8 @@ class DurableSink:
         self._spooling = 0
         self._outage = False
         self._last_replay_error = ""
+        self._last_io_error = ""
+        self._pass_errors = 0
         self._stop = threading.Event()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
         self._threads: list[threading.Thread] = []
@@ -174,14 +183,27 @@ class DurableSink:
                 self._settle(eid, TimeoutError(f"publish not confirmed within {self._timeout}s"))
 
     def _replay_loop(self) -> None:
+        """Replay until ``stop``; never dies (see the module contract)."""
+        failures = 0  # consecutive passes that failed and moved nothing out of the spool
         while not self._stop.is_set():
-            progressed = self._replay_once()
-            if not progressed:
-                self._stop.wait(self._interval)
+            self._pass_errors = 0
+            try:
+                progressed = self._replay_once()
+            except Exception as exc:  # anything unforeseen: keep replaying, or the outage would never end
+                progressed = False
+                self._pass_errors += 1
+                self._metrics.replay_errors.labels("pass").inc()
+                log.error("spool replay pass failed; will retry", extra={"error": repr(exc)}, exc_info=True)
+            if progressed:
+                failures = 0
+                continue
+            failures = failures + 1 if self._pass_errors else 0
+            self._stop.wait(min(self._interval * 2**failures, max(self._interval, _MAX_BACKOFF_S)))
 
     def _replay_once(self) -> bool:
-        """Publish up to a window of the oldest spool files; True when all of them were confirmed."""
-        entries = self._spool.entries()[:_REPLAY_WINDOW]
+        """Publish up to a window of the oldest readable spool files; True when files left the spool and nothing
+        failed."""
+        entries = self._spool.entries()
         if not entries:
             with self._lock:
                 if self._outage and not self._spooling:
@@ -189,35 +211,79 @@ class DurableSink:
                     log.info("spool empty, publishing directly again")
             return False
         inflight: list[tuple[SpoolEntry, Future[str]]] = []
+        moved = False
         for entry in entries:
+            if len(inflight) >= _REPLAY_WINDOW or self._pass_errors >= _REPLAY_WINDOW:
+                break
             try:
                 envelope = self._spool.read(entry)
             except SpoolCorrupt as exc:
-                dest = self._spool.quarantine(entry)
-                log.error("corrupt spool file quarantined", extra={"path": str(dest), "reason": exc.reason})
+                moved |= self._set_aside(entry, "corrupt", exc.reason)
                 continue
             except FileNotFoundError:
                 continue
+            except OSError as exc:  # EIO, EMFILE, ...: the file stays; this pass goes on with the next ones
+                self._io_failed("read", entry, exc)
+                continue
             try:
-                inflight.append((entry, self._publisher.publish(self._topic_for(envelope.category), envelope)))
-            except Exception:
+                topic = self._topic_for(envelope.category)
+            except KeyError:
+                reason = f"category {envelope.category!r} is not in the catalog"
+                moved |= self._set_aside(entry, "unknown-category", reason)
+                continue
+            try:
+                inflight.append((entry, self._publisher.publish(topic, envelope)))
+            except Exception as exc:  # the client refused synchronously (closed, flow control): next pass
+                self._publish_failed(exc)
                 break
-        ok = bool(inflight)
+        ok = bool(inflight) or moved
         for entry, fut in inflight:
             try:
                 fut.result(timeout=self._timeout)
             except Exception as exc:
                 ok = False
-                if repr(exc) != self._last_replay_error:  # log each distinct failure once, not every interval
-                    self._last_replay_error = repr(exc)
-                    log.warning(
-                        "spool replay failed; will retry", extra={"error": repr(exc), "depth": self._spool.depth}
-                    )
+                self._publish_failed(exc)
                 continue
-            self._spool.remove(entry)
+            try:
+                self._spool.remove(entry)
+            except OSError as exc:  # kept, so published again later (same envelope_id): a harmless duplicate
+                ok = False
+                self._io_failed("remove", entry, exc)
+                continue
             self._metrics.envelopes_replayed.inc()
+        if not self._pass_errors:
+            self._last_io_error = ""
         self._refresh_gauges()
         return ok
+
+    def _set_aside(self, entry: SpoolEntry, folder: str, reason: str) -> bool:
+        """Quarantine a file that can never be published; True when it moved."""
+        try:
+            dest = self._spool.quarantine(entry, folder)
+        except OSError as exc:
+            self._io_failed("quarantine", entry, exc)
+            return False
+        self._metrics.spool_quarantined.labels(folder.replace("-", "_")).inc()
+        log.error(
+            "spool file can never be published; moved aside for an operator",
+            extra={"path": str(dest), "envelope_id": entry.envelope_id, "reason": reason},
+        )
+        return True
+
+    def _io_failed(self, stage: str, entry: SpoolEntry, exc: OSError) -> None:
+        self._pass_errors += 1
+        self._metrics.replay_errors.labels(stage).inc()
+        if repr(exc) != self._last_io_error:  # once per distinct error while it persists, not every pass
+            self._last_io_error = repr(exc)
+            log.error(
+                "spool replay I/O error; file kept, will retry",
+                extra={"stage": stage, "path": str(entry.path), "error": repr(exc), "depth": self._spool.depth},
+            )
+
+    def _publish_failed(self, exc: BaseException) -> None:
+        if repr(exc) != self._last_replay_error:  # log each distinct failure once, not every interval
+            self._last_replay_error = repr(exc)
+            log.warning("spool replay failed; will retry", extra={"error": repr(exc), "depth": self._spool.depth})
 
     def _refresh_gauges(self) -> None:
         self._metrics.spool_depth.set(self._spool.depth)

@@ -8,7 +8,8 @@ Contract:
     the order of writes. The envelope keeps its ``envelope_id`` and attributes byte for byte.
   * The spool is bounded by ``max_bytes``; ``write`` raises ``SpoolFull`` past it.
   * Each file ends with a CRC32 of everything before it. ``read`` raises ``SpoolCorrupt`` on a bad file; the caller
-    moves it aside with ``quarantine`` (never silently deleted).
+    moves it aside with ``quarantine`` (never silently deleted), into ``corrupt/``, or another sub-directory named
+    for the reason (``unknown-category/`` for an envelope whose category left the catalog).
   * One process owns a spool directory at a time (``flock`` on ``<directory>.lock``, a sibling file, so the directory
     itself holds nothing but envelopes: it is empty exactly when nothing waits for Pub/Sub); ``open`` raises
     ``SpoolLocked`` otherwise.
@@ -81,13 +82,18 @@ def deserialize(blob: bytes, where: str) -> EncodedEnvelope:
     except ValueError:
         raise SpoolCorrupt(where, "bad header") from None
     pos += hlen
+    if pos + 8 > len(body):
+        raise SpoolCorrupt(where, "length mismatch")
     (dlen,) = _U64.unpack_from(body, pos)
     pos += 8
     data = body[pos : pos + dlen]
     if len(data) != dlen or pos + dlen != len(body):
         raise SpoolCorrupt(where, "length mismatch")
-    return EncodedEnvelope(header["envelope_id"], header["category"], data, dict(header["attributes"]),
-                           int(header["event_count"]))  # fmt: skip
+    try:  # a CRC-valid file with a foreign header (another writer) is corrupt too, not a crash of the replayer
+        return EncodedEnvelope(header["envelope_id"], header["category"], data,
+                               dict(header["attributes"]), int(header["event_count"]))  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        raise SpoolCorrupt(where, "bad header fields") from None
 
 
 class Spool:
@@ -181,9 +187,11 @@ class Spool:
             if self._entries.pop(entry.seq, None) is not None:
                 self._bytes -= entry.size
 
-    def quarantine(self, entry: SpoolEntry) -> Path:
-        """Move a corrupt file to ``corrupt/`` for an operator, out of the replay order."""
-        dest_dir = self.directory / "corrupt"
+    def quarantine(self, entry: SpoolEntry, folder: str = "corrupt") -> Path:
+        """Move a file that can never be published to ``<folder>/`` for an operator, out of the replay order.
+
+        Raises ``OSError`` (the file then stays in the spool)."""
+        dest_dir = self.directory / folder
         dest_dir.mkdir(exist_ok=True)
         dest = dest_dir / entry.path.name
         os.rename(entry.path, dest)

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -299,3 +300,39 @@ def test_garbage_in_a_stream_ends_it_with_an_error(tmp_path: Path) -> None:
         assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL)
         channel.close()
         assert stub.Publish(request(event()), timeout=5).accepted == 1
+
+
+def test_timed_out_unary_keeps_its_bytes_until_its_envelopes_settle(tmp_path: Path) -> None:
+    # Pub/Sub is down and the disk is slower than intake: the request's envelope waits in the spool writer's queue.
+    pub = FakePublisher(mode="fail")
+    big = b'{"p":"' + b"x" * 3000 + b'"}'
+    with running_frontend(tmp_path, publisher=pub, max_inflight_bytes=4096) as (fe, stub, _p):
+        disk = threading.Event()
+        write = fe.spool.write
+        fe.spool.write = lambda env: (disk.wait(30), write(env))[1]  # type: ignore[method-assign]
+        fe.servicer._ack_timeout = 0.3
+        try:
+            _timed_out_then_settled(fe, stub, pub, disk, big)
+        finally:
+            disk.set()
+
+
+def _timed_out_then_settled(fe: Frontend, stub: Any, pub: FakePublisher, disk: threading.Event, big: bytes) -> None:
+    first = event(payload=big)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Publish(request(first), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # not durable in time: the client may retry
+    charged = len(big) + 96
+    assert _inflight(fe) == charged  # ...but the events still sit in memory, so their bytes stay charged
+    for _ in range(3):  # the SDK's retries of the same events are refused, not queued behind the disk
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Publish(request(first), timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in rpc_status.from_call(err.value).details)
+    assert _inflight(fe) == charged
+    disk.set()  # the envelope is fsync'd: its ticket settles and gives the bytes back
+    assert _until(lambda: _inflight(fe) == 0)
+    assert fe.spool.depth == 1
+    assert stub.Publish(request(event()), timeout=10).accepted == 1
+    pub.release("ok")  # Pub/Sub is back: nothing that was admitted is lost
+    assert _until(lambda: first.event_id in published_event_ids(pub) and fe.spool.depth == 0)

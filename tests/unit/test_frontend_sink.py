@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from service.frontend.errors import SpoolFull
 from service.frontend.metrics import Metrics
 from service.frontend.publisher import FakePublisher
 from service.frontend.sink import DurableSink
-from service.frontend.spool import Spool
+from service.frontend.spool import Spool, SpoolEntry
 
 pytestmark = pytest.mark.unit
 
@@ -43,10 +44,18 @@ class Outcomes:
             assert self.cv.wait_for(lambda: len(self.results) >= n, timeout)
 
 
-def make(tmp_path: Path, pub: FakePublisher, timeout_s: float = 5.0, max_bytes: int = 1 << 20) -> DurableSink:
-    spool = Spool(tmp_path / "spool", max_bytes)
-    spool.open()
-    sink = DurableSink(pub, spool, lambda c: "topic", Metrics(), publish_timeout_s=timeout_s, replay_interval_s=0.05)
+def make(
+    tmp_path: Path,
+    pub: FakePublisher,
+    timeout_s: float = 5.0,
+    max_bytes: int = 1 << 20,
+    spool: Spool | None = None,
+    topic_for: Callable[[str], str] = lambda c: "topic",
+) -> DurableSink:
+    if spool is None:
+        spool = Spool(tmp_path / "spool", max_bytes)
+        spool.open()
+    sink = DurableSink(pub, spool, topic_for, Metrics(), publish_timeout_s=timeout_s, replay_interval_s=0.05)
     sink.start()
     return sink
 
@@ -136,4 +145,119 @@ def test_synchronous_publish_error_spools(tmp_path: Path) -> None:
     sink.submit(env(1), out.done_for("env-1"))
     out.wait(1)
     assert out.results == {"env-1": None}
+    sink.stop()
+
+
+class FlakySpool(Spool):
+    """A real spool whose ``read``/``remove``/``quarantine``/``entries`` raise the given errors, once each, first."""
+
+    def __init__(self, directory: Path, errors: dict[str, list[BaseException]]) -> None:
+        super().__init__(directory, 1 << 20)
+        self.errors = errors
+        self.calls: dict[str, int] = {}
+        self.unreadable: set[str] = set()  # envelope ids whose read fails every time (a bad sector)
+
+    def _maybe_fail(self, op: str) -> None:
+        self.calls[op] = self.calls.get(op, 0) + 1
+        pending = self.errors.get(op)
+        if pending:
+            raise pending.pop(0)
+
+    def entries(self) -> list[SpoolEntry]:
+        self._maybe_fail("entries")
+        return super().entries()
+
+    def read(self, entry: SpoolEntry) -> EncodedEnvelope:
+        self._maybe_fail("read")
+        if entry.envelope_id in self.unreadable:
+            raise _eio()
+        return super().read(entry)
+
+    def remove(self, entry: SpoolEntry) -> None:
+        self._maybe_fail("remove")
+        super().remove(entry)
+
+    def quarantine(self, entry: SpoolEntry, folder: str = "corrupt") -> Path:
+        self._maybe_fail("quarantine")
+        return super().quarantine(entry, folder)
+
+
+def _spooled(tmp_path: Path, errors: dict[str, list[BaseException]], *envs: EncodedEnvelope) -> FlakySpool:
+    """A spool left by a previous run holding ``envs`` (all acked), reopened with injected failures."""
+    first = Spool(tmp_path / "spool", 1 << 20)
+    first.open()
+    for e in envs:
+        first.write(e)
+    first.close()
+    spool = FlakySpool(tmp_path / "spool", {})
+    spool.open()
+    spool.errors = errors
+    return spool
+
+
+def _eio() -> OSError:
+    return OSError(errno.EIO, "Input/output error")
+
+
+@pytest.mark.parametrize(("op", "stage"), [("read", "read"), ("remove", "remove"), ("entries", "pass")])
+def test_replay_survives_os_errors_and_drains(tmp_path: Path, op: str, stage: str) -> None:
+    spool = _spooled(tmp_path, {op: [_eio(), OSError(errno.EMFILE, "Too many open files")]}, env(0), env(1), env(2))
+    pub = FakePublisher()
+    sink = make(tmp_path, pub, spool=spool)
+    wait_until(lambda: spool.depth == 0)
+    assert spool.calls[op] > 2  # the failures happened, and the replayer kept going after them
+    assert set(pub.envelope_ids()) == {"env-0", "env-1", "env-2"}  # nothing acked is lost
+    if op == "remove":  # a file whose removal failed is published again (same envelope_id): harmless
+        assert len(pub.envelope_ids()) > 3
+    assert sink._metrics.replay_errors.labels(stage)._value.get() == 2
+    wait_until(lambda: not sink.in_outage)  # and new envelopes are published directly again
+    out = Outcomes()
+    sink.submit(env(3), out.done_for("env-3"))
+    out.wait(1)
+    assert pub.envelope_ids()[-1] == "env-3" and spool.depth == 0
+    sink.stop()
+
+
+def test_replay_survives_a_failing_quarantine(tmp_path: Path) -> None:
+    spool = _spooled(tmp_path, {"quarantine": [_eio()]}, env(0), env(1))
+    spool.entries()[0].path.write_bytes(b"garbage")
+    pub = FakePublisher()
+    sink = make(tmp_path, pub, spool=spool)
+    wait_until(lambda: spool.depth == 0)
+    assert pub.envelope_ids() == ["env-1"]
+    assert [p.name[17:] for p in (tmp_path / "spool" / "corrupt").iterdir()] == ["env-0.env"]
+    sink.stop()
+
+
+def test_unknown_category_is_quarantined_and_the_rest_drains(tmp_path: Path) -> None:
+    gone = EncodedEnvelope("env-1", "retired_cat", b"data1", {"envelope_id": "env-1", "category": "retired_cat"}, 1)
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.open()
+    for e in (env(0), gone, env(2)):
+        spool.write(e)
+    topics = {"app_log": "topic"}
+    pub = FakePublisher()
+    sink = make(tmp_path, pub, spool=spool, topic_for=topics.__getitem__)
+    wait_until(lambda: spool.depth == 0)
+    assert pub.envelope_ids() == ["env-0", "env-2"]  # not blocked behind the unpublishable file
+    [kept] = (tmp_path / "spool" / "unknown-category").iterdir()  # moved aside for an operator, never deleted
+    assert kept.name.endswith("-env-1.env") and spool.read(_entry(kept)) == gone
+    assert sink._metrics.spool_quarantined.labels("unknown_category")._value.get() == 1
+    wait_until(lambda: not sink.in_outage)
+    sink.stop()
+
+
+def _entry(path: Path) -> SpoolEntry:
+    return SpoolEntry(path, 0, path.stem.partition("-")[2], path.stat().st_size)
+
+
+def test_an_unreadable_file_does_not_block_the_ones_behind_it(tmp_path: Path) -> None:
+    spool = _spooled(tmp_path, {}, env(0), env(1), env(2))
+    spool.unreadable = {"env-0"}
+    pub = FakePublisher()
+    sink = make(tmp_path, pub, spool=spool)
+    wait_until(lambda: sorted(pub.envelope_ids()) == ["env-1", "env-2"] and spool.depth == 1)
+    assert sink.in_outage and sink._metrics.replay_errors.labels("read")._value.get() >= 1
+    spool.unreadable = set()  # the disk recovered: the kept file is published, not lost
+    wait_until(lambda: spool.depth == 0 and pub.envelope_ids()[-1] == "env-0")
     sink.stop()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
 from service.envelope import EncodedEnvelope
 from service.frontend.errors import SpoolCorrupt, SpoolFull
-from service.frontend.spool import Spool, SpoolLocked, deserialize, serialize
+from service.frontend.spool import MAGIC, Spool, SpoolLocked, deserialize, serialize
 
 pytestmark = pytest.mark.unit
 
@@ -93,3 +95,22 @@ def test_directory_is_empty_when_nothing_waits(tmp_path: Path) -> None:
     entry = spool.write(env(1))
     spool.remove(entry)
     assert list((tmp_path / "spool").iterdir()) == []  # the lock lives next to the directory
+
+
+def test_quarantine_into_a_named_folder_keeps_the_file_intact(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 1 << 20)
+    spool.open()
+    entry = spool.write(env(1))
+    spool.write(env(2))
+    dest = spool.quarantine(entry, "unknown-category")
+    assert dest.parent == tmp_path / "unknown-category" and dest.name == entry.path.name
+    assert deserialize(dest.read_bytes(), str(dest)) == env(1)  # moved, byte for byte, not deleted
+    assert [e.envelope_id for e in spool.entries()] == ["env-2"] and spool.bytes == spool.entries()[0].size
+
+
+@pytest.mark.parametrize("header", [b"[]", b'{"envelope_id":"x"}', b'{"envelope_id":"x","category":"c",'
+                                    b'"attributes":{},"event_count":"many"}'])  # fmt: skip
+def test_crc_valid_file_with_a_foreign_header_is_corrupt(header: bytes) -> None:
+    body = b"".join((MAGIC, struct.pack(">I", len(header)), header, struct.pack(">Q", 1), b"d"))
+    with pytest.raises(SpoolCorrupt):
+        deserialize(body + struct.pack(">I", zlib.crc32(body)), "x")
