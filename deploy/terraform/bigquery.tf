@@ -38,23 +38,24 @@ module "bigquery_fresh" {
   labels              = local.labels
 }
 
-# Replicators load and MERGE into the tables of this dataset only.
-resource "google_bigquery_dataset_iam_member" "replicator_data_editor" {
+# Only the loaders (`logpipe load`, one service account per tier) touch BigQuery; the replicators never do. A loader
+# creates and evolves the tables and views of this dataset, loads into them and deletes superseded fresh rows.
+resource "google_bigquery_dataset_iam_member" "loader_data_editor" {
   for_each = local.tiers
 
   project    = var.project_id
   dataset_id = google_bigquery_dataset.logs.dataset_id
   role       = "roles/bigquery.dataEditor"
-  member     = "serviceAccount:${module.tier[each.key].replicator_service_account}"
+  member     = "serviceAccount:${module.tier[each.key].loader_service_account}"
 }
 
 # The one project-level grant for logpipe itself: BigQuery jobs (loads, queries) run in a project, so
-# roles/bigquery.jobUser cannot be narrower. It lets the replicator run jobs, not read any data: data access still
+# roles/bigquery.jobUser cannot be narrower. It lets the loader run jobs, not read any data: data access still
 # needs the dataset-level dataEditor above.
-resource "google_project_iam_member" "replicator_job_user" {
+resource "google_project_iam_member" "loader_job_user" {
   for_each = local.tiers
 
   project = var.project_id
   role    = "roles/bigquery.jobUser"
-  member  = "serviceAccount:${module.tier[each.key].replicator_service_account}"
+  member  = "serviceAccount:${module.tier[each.key].loader_service_account}"
 }

@@ -52,10 +52,11 @@ output "fresh_tables" {
 }
 
 output "service_accounts" {
-  description = "Service account emails: frontend, and replicators (tier => email)."
+  description = "Service account emails: frontend, replicators and loaders (each tier => email)."
   value = {
     frontend    = google_service_account.frontend.email
     replicators = { for k, m in module.tier : k => m.replicator_service_account }
+    loaders     = { for k, m in module.tier : k => m.loader_service_account }
   }
 }
 

@@ -8,6 +8,9 @@ locals {
     LOGPIPE_BUCKET       = google_storage_bucket.landing.name
     LOGPIPE_DATASET      = google_bigquery_dataset.logs.dataset_id
     LOGPIPE_CATALOG      = "${local.catalog_mount_path}/catalog.yaml"
+    # JSON lines with a severity field: Cloud Logging then keeps each entry's level. Text lines on stderr would all
+    # be marked ERROR by GKE, and the error metric (monitoring.tf) would count every INFO line.
+    LOGPIPE_LOG_FORMAT = "json"
   }
 }
 
@@ -57,6 +60,8 @@ module "replicator" {
   loader_command                   = concat(var.loader_command, ["--horizon-hours", tostring(var.bigquery_fresh_horizon_hours)])
   service_account_email            = module.tier[each.key].replicator_service_account
   service_account_name             = "projects/${var.project_id}/serviceAccounts/${module.tier[each.key].replicator_service_account}"
+  loader_service_account_email     = module.tier[each.key].loader_service_account
+  loader_service_account_name      = "projects/${var.project_id}/serviceAccounts/${module.tier[each.key].loader_service_account}"
   env                              = local.replicator_env
   subscription                     = module.tier[each.key].subscription
   catalog_config_map               = kubernetes_config_map_v1.catalog.metadata[0].name

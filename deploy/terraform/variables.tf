@@ -92,9 +92,9 @@ variable "bucket_location" {
 }
 
 variable "staging_retention_days" {
-  description = "Days after which intermediate landed objects under staging/ are deleted (finalization has replaced them by then)."
+  description = "Days after which intermediate landed objects under staging/ are deleted, committed or not. Must exceed every tier's message retention + 1 h + lateness (checked at plan); the rest is the time to repair a stalled finalizer before acked events are lost."
   type        = number
-  default     = 7
+  default     = 30
   validation {
     condition     = var.staging_retention_days >= 1 && var.staging_retention_days <= 365 && floor(var.staging_retention_days) == var.staging_retention_days
     error_message = "staging_retention_days must be a whole number of days between 1 and 365."
@@ -102,12 +102,12 @@ variable "staging_retention_days" {
 }
 
 variable "bucket_retention_period_seconds" {
-  description = "Optional retention policy of the landing bucket: objects cannot be deleted or replaced before this age. null means none."
+  description = "Not supported, must stay null: a bucket retention policy forbids deleting young objects, and logpipe deletes objects minutes after writing them. Kept so that setting it fails with the reason."
   type        = number
   default     = null
   validation {
-    condition     = var.bucket_retention_period_seconds == null || try(var.bucket_retention_period_seconds > 0 && var.bucket_retention_period_seconds <= 3155760000, false)
-    error_message = "bucket_retention_period_seconds must be null or between 1 and 3155760000 (100 years)."
+    condition     = var.bucket_retention_period_seconds == null
+    error_message = "bucket_retention_period_seconds must be null. A retention policy makes every delete of a younger object fail with 403, and logpipe deletes objects minutes after creating them (the loader's bq/ bookkeeping, the finalizer's orphan data files), so loading would fail forever. To recover deleted objects, rely on the bucket's soft delete (7 days by default) instead."
   }
 }
 
@@ -133,8 +133,8 @@ variable "bigquery_fresh_horizon_hours" {
   type        = number
   default     = 48
   validation {
-    condition     = var.bigquery_fresh_horizon_hours >= 1 && floor(var.bigquery_fresh_horizon_hours) == var.bigquery_fresh_horizon_hours
-    error_message = "bigquery_fresh_horizon_hours must be a whole number of hours, at least 1."
+    condition     = var.bigquery_fresh_horizon_hours >= 1 && var.bigquery_fresh_horizon_hours <= 192 && floor(var.bigquery_fresh_horizon_hours) == var.bigquery_fresh_horizon_hours
+    error_message = "bigquery_fresh_horizon_hours must be a whole number of hours from 1 to 192: the loader remembers manifests for its backfill window (`logpipe load --backfill-hours`, 192), which must contain the horizon, or it refuses to start."
   }
 }
 
@@ -189,7 +189,7 @@ variable "replicator_image" {
 }
 
 variable "replicator_command" {
-  description = "Command line of the replicator container; `--tier <tier>` is appended per deployment."
+  description = "Command line of the replicator container: the first element is the container's command (it replaces the image's ENTRYPOINT), the rest its args; `--tier <tier>` is appended per deployment."
   type        = list(string)
   default     = ["logpipe", "replicate"]
   validation {
@@ -199,7 +199,7 @@ variable "replicator_command" {
 }
 
 variable "loader_command" {
-  description = "Command line of the BigQuery loader container; `--tier <tier> --horizon-hours <h>` is appended per deployment."
+  description = "Command line of the BigQuery loader container, split like replicator_command; `--horizon-hours <h> --tier <tier>` is appended per deployment."
   type        = list(string)
   default     = ["logpipe", "load"]
   validation {

@@ -44,6 +44,11 @@ def test_every_file_parses() -> None:
         tf_policy.check_buckets,
         tf_policy.check_tables_partitioned,
         tf_policy.check_descriptions,
+        tf_policy.check_service_account_grants,
+        tf_policy.check_storage_roles,
+        tf_policy.check_staging_lifecycle,
+        tf_policy.check_no_bucket_retention_policy,
+        tf_policy.check_containers_set_command,
     ],
 )
 def test_the_real_configuration_complies(check: Check) -> None:
@@ -54,8 +59,8 @@ BREAKS: list[tuple[str, Check, str, str, str]] = [
     (
         "editor-role",
         tf_policy.check_no_primitive_roles_or_public_members,
-        "storage.tf",
-        r'"roles/storage\.objectAdmin"',
+        "bigquery.tf",
+        r'"roles/bigquery\.dataEditor"',
         '"roles/editor"',
     ),
     (
@@ -136,6 +141,69 @@ BREAKS: list[tuple[str, Check, str, str, str]] = [
         r"\1\n",
     ),
     (
+        "object-admin-on-the-bucket",
+        tf_policy.check_storage_roles,
+        "storage.tf",
+        r"role   = google_project_iam_custom_role\.landing_objects\.name",
+        'role   = "roles/storage.objectAdmin"',
+    ),
+    (
+        "landing-role-can-update",
+        tf_policy.check_storage_roles,
+        "storage.tf",
+        r'"storage\.objects\.list",\n',
+        '"storage.objects.list",\n    "storage.objects.update",\n',
+    ),
+    (
+        "landing-role-cannot-delete",
+        tf_policy.check_storage_roles,
+        "storage.tf",
+        r'    "storage\.objects\.delete",\n',
+        "",
+    ),
+    (
+        "staging-rule-fixed-age",
+        tf_policy.check_staging_lifecycle,
+        "storage.tf",
+        r"age            = var\.staging_retention_days",
+        "age            = 7",
+    ),
+    (
+        "staging-rule-unchecked",
+        tf_policy.check_staging_lifecycle,
+        "storage.tf",
+        r"\n  lifecycle \{\n    precondition \{.*?\n    \}\n  \}\n",
+        "\n",
+    ),
+    (
+        "staging-default-a-week",
+        tf_policy.check_staging_lifecycle,
+        "variables.tf",
+        r'(variable "staging_retention_days" \{.*?default     = )30',
+        r"\g<1>7",
+    ),
+    (
+        "bucket-retention-policy",
+        tf_policy.check_no_bucket_retention_policy,
+        "storage.tf",
+        r"(  lifecycle_rule \{)",
+        "  retention_policy {\n    retention_period = 86400\n  }\n\n\\1",
+    ),
+    (
+        "bucket-retention-variable-accepted",
+        tf_policy.check_no_bucket_retention_policy,
+        "variables.tf",
+        r"condition     = var\.bucket_retention_period_seconds == null",
+        "condition     = var.bucket_retention_period_seconds == null || var.bucket_retention_period_seconds > 0",
+    ),
+    (
+        "container-args-without-command",
+        tf_policy.check_containers_set_command,
+        "modules/replicator_gke/main.tf",
+        r"          command           = slice\(var\.loader_command, 0, 1\)\n",
+        "",
+    ),
+    (
         "example-output-empty-description",
         tf_policy.check_descriptions,
         "examples/prod/main.tf",
@@ -155,3 +223,60 @@ def test_the_check_catches_a_broken_copy(
     problems = check(root)
     assert problems, "the check did not notice the deliberate break"
     assert any(rel in p or "no google_" in p for p in problems), problems
+
+
+#: Breaks of the per-service-account grants, with a phrase the report must contain (a missing grant names no file).
+GRANT_BREAKS: list[tuple[str, str, str, str, str]] = [
+    (
+        "replicator-cannot-read-its-subscription",
+        "modules/tier/main.tf",
+        r'\nresource "google_pubsub_subscription_iam_member" "replicator_viewer" \{.*?\n\}\n',
+        "\n",
+        "the replicator service account lacks 'roles/pubsub.viewer' on google_pubsub_subscription.main",
+    ),
+    (
+        "replicator-viewer-on-the-wrong-subscription",
+        "modules/tier/main.tf",
+        r'("replicator_viewer" \{.*?subscription = google_pubsub_subscription\.)main',
+        r"\1dead_letter",
+        "granted 'roles/pubsub.viewer' on google_pubsub_subscription.dead_letter",
+    ),
+    (
+        "replicator-gets-bigquery-data",
+        "bigquery.tf",
+        r"(\"roles/bigquery\.dataEditor\"\n  member     = .*?)loader_service_account",
+        r"\1replicator_service_account",
+        "the replicator service account is granted 'roles/bigquery.dataEditor'",
+    ),
+    (
+        "loader-cannot-run-jobs",
+        "bigquery.tf",
+        r"(\"roles/bigquery\.jobUser\"\n  member  = .*?)loader_service_account",
+        r"\1frontend_service_account",
+        "the loader service account lacks 'roles/bigquery.jobUser'",
+    ),
+    (
+        "loader-gets-pubsub",
+        "modules/tier/main.tf",
+        r"(\"replicator_subscriber\" \{.*?member       = local\.)replicator_member",
+        r"\1loader_member",
+        "the loader service account is granted 'roles/pubsub.subscriber'",
+    ),
+    (
+        "replicator-without-bucket-access",
+        "storage.tf",
+        r'\nresource "google_storage_bucket_iam_member" "replicator_objects" \{.*?\n\}\n',
+        "\n",
+        "the replicator service account lacks 'google_project_iam_custom_role.landing_objects'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rel", "pattern", "replacement", "expect"), [b[1:] for b in GRANT_BREAKS], ids=[b[0] for b in GRANT_BREAKS]
+)
+def test_the_grants_check_catches_a_broken_copy(
+    tmp_path: Path, rel: str, pattern: str, replacement: str, expect: str
+) -> None:
+    problems = tf_policy.check_service_account_grants(broken_copy(tmp_path, rel, pattern, replacement))
+    assert any(expect in p for p in problems), problems

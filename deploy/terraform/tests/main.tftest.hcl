@@ -64,13 +64,13 @@ run "bucket_is_private_and_cleans_staging" {
   assert {
     condition = anytrue([
       for r in google_storage_bucket.landing.lifecycle_rule :
-      r.action[0].type == "Delete" && r.condition[0].age == 7 && r.condition[0].matches_prefix == tolist(["staging/"])
+      r.action[0].type == "Delete" && r.condition[0].age == 30 && r.condition[0].matches_prefix == tolist(["staging/"])
     ])
-    error_message = "staging/ objects must be deleted after 7 days by default."
+    error_message = "staging/ objects must be deleted after 30 days by default."
   }
   assert {
     condition     = length(google_storage_bucket.landing.retention_policy) == 0
-    error_message = "No retention policy unless asked for."
+    error_message = "No retention policy: logpipe deletes young objects."
   }
   assert {
     condition     = google_storage_bucket.landing.name == "my-proj-123-logpipe-landing"
@@ -81,51 +81,97 @@ run "bucket_is_private_and_cleans_staging" {
 run "bucket_options" {
   command = plan
   variables {
-    staging_retention_days          = 3
-    bucket_retention_period_seconds = 86400
+    staging_retention_days = 40
   }
 
   assert {
-    condition     = google_storage_bucket.landing.lifecycle_rule[0].condition[0].age == 3
+    condition     = google_storage_bucket.landing.lifecycle_rule[0].condition[0].age == 40
     error_message = "staging_retention_days must drive the staging/ lifecycle rule."
   }
-  assert {
-    condition     = google_storage_bucket.landing.retention_policy[0].retention_period == 86400
-    error_message = "bucket_retention_period_seconds must set a retention policy."
+}
+
+run "staging_must_outlive_message_retention_and_lateness" {
+  command = plan
+  variables {
+    # The shipped catalog's core tier keeps messages 7 days; 7 days + 1 h + lateness needs 8.
+    staging_retention_days = 7
   }
+  expect_failures = [google_storage_bucket.landing]
+}
+
+run "staging_retention_just_long_enough" {
+  command = plan
+  variables {
+    staging_retention_days = 8
+  }
+
+  assert {
+    condition     = google_storage_bucket.landing.lifecycle_rule[0].condition[0].age == 8
+    error_message = "8 days outlive the shipped catalog's 7-day message retention + 1 h + lateness."
+  }
+}
+
+run "fresh_horizon_beyond_the_loaders_backfill_is_refused" {
+  command = plan
+  variables {
+    bigquery_fresh_horizon_hours = 193
+  }
+  expect_failures = [var.bigquery_fresh_horizon_hours]
+}
+
+run "bucket_retention_policy_is_refused" {
+  command = plan
+  variables {
+    bucket_retention_period_seconds = 2592000
+  }
+  expect_failures = [var.bucket_retention_period_seconds]
 }
 
 run "iam_members_are_the_intended_service_accounts" {
   command = apply
 
   assert {
-    condition = alltrue([
-      for t, m in google_storage_bucket_iam_member.replicator_object_admin :
-      m.member == "serviceAccount:${output.service_accounts.replicators[t]}" && m.role == "roles/storage.objectAdmin"
-    ]) && length(google_storage_bucket_iam_member.replicator_object_admin) == length(module.tier)
-    error_message = "Each tier's replicator (and only it) gets objectAdmin on the landing bucket."
+    condition = (
+      toset(google_project_iam_custom_role.landing_objects.permissions) == toset(["storage.objects.create", "storage.objects.delete", "storage.objects.get", "storage.objects.list"]) &&
+      google_project_iam_custom_role.landing_objects.role_id == "logpipe_landing_objects"
+    )
+    error_message = "The landing bucket's role grants exactly object create/get/list/delete."
   }
   assert {
     condition = alltrue([
-      for t, m in google_bigquery_dataset_iam_member.replicator_data_editor :
-      m.member == "serviceAccount:${output.service_accounts.replicators[t]}" && m.role == "roles/bigquery.dataEditor" && m.dataset_id == output.dataset
-    ])
-    error_message = "Each tier's replicator gets dataEditor on the dataset only."
+      for t, m in google_storage_bucket_iam_member.replicator_objects :
+      m.member == "serviceAccount:${output.service_accounts.replicators[t]}" && m.role == google_project_iam_custom_role.landing_objects.name && m.bucket == output.bucket
+    ]) && length(google_storage_bucket_iam_member.replicator_objects) == length(module.tier)
+    error_message = "Each tier's replicator gets the landing-objects role on the landing bucket only."
   }
   assert {
     condition = alltrue([
-      for t, m in google_project_iam_member.replicator_job_user :
-      m.member == "serviceAccount:${output.service_accounts.replicators[t]}" && m.role == "roles/bigquery.jobUser"
-    ])
-    error_message = "roles/bigquery.jobUser is the replicators' only project-level role."
+      for t, m in google_storage_bucket_iam_member.loader_objects :
+      m.member == "serviceAccount:${output.service_accounts.loaders[t]}" && m.role == google_project_iam_custom_role.landing_objects.name && m.bucket == output.bucket
+    ]) && length(google_storage_bucket_iam_member.loader_objects) == length(module.tier)
+    error_message = "Each tier's loader gets the landing-objects role on the landing bucket only."
   }
   assert {
-    condition     = length(distinct(values(output.service_accounts.replicators))) == length(module.tier)
-    error_message = "Each tier has its own replicator service account."
+    condition = alltrue([
+      for t, m in google_bigquery_dataset_iam_member.loader_data_editor :
+      m.member == "serviceAccount:${output.service_accounts.loaders[t]}" && m.role == "roles/bigquery.dataEditor" && m.dataset_id == output.dataset
+    ]) && length(google_bigquery_dataset_iam_member.loader_data_editor) == length(module.tier)
+    error_message = "Each tier's loader (not its replicator) gets dataEditor on the dataset only."
   }
   assert {
-    condition     = alltrue([for t, m in module.replicator : m.kubernetes_service_account == "logpipe-replicator-${t}"])
-    error_message = "Each tier's replicator runs under its own Kubernetes service account."
+    condition = alltrue([
+      for t, m in google_project_iam_member.loader_job_user :
+      m.member == "serviceAccount:${output.service_accounts.loaders[t]}" && m.role == "roles/bigquery.jobUser"
+    ]) && length(google_project_iam_member.loader_job_user) == length(module.tier)
+    error_message = "roles/bigquery.jobUser is the loaders' only project-level role."
+  }
+  assert {
+    condition     = length(distinct(concat(values(output.service_accounts.replicators), values(output.service_accounts.loaders)))) == 2 * length(module.tier)
+    error_message = "Each tier has its own replicator and its own loader service account."
+  }
+  assert {
+    condition     = alltrue([for t, m in module.replicator : m.kubernetes_service_account == "logpipe-replicator-${t}" && m.loader_kubernetes_service_account == "logpipe-loader-${t}"])
+    error_message = "Each tier's replicator and loader run under their own Kubernetes service accounts."
   }
 }
 
@@ -194,15 +240,31 @@ run "variables_are_validated" {
   expect_failures = [var.project_id, var.staging_retention_days, var.replicator_image, var.notification_channels]
 }
 
-run "three_alerts_per_tier" {
+run "four_alerts_per_tier" {
   command = plan
   variables {
     notification_channels = ["projects/my-proj-123/notificationChannels/42"]
   }
 
   assert {
-    condition     = length(google_monitoring_alert_policy.oldest_unacked) == length(module.tier) && length(google_monitoring_alert_policy.dead_letters) == length(module.tier) && length(google_monitoring_alert_policy.replicator_errors) == length(module.tier)
-    error_message = "Each tier has a backlog-age, a dead-letter and a replicator-error alert."
+    condition = alltrue([for a in [
+      google_monitoring_alert_policy.oldest_unacked, google_monitoring_alert_policy.dead_letters,
+      google_monitoring_alert_policy.replicator_errors, google_monitoring_alert_policy.finalize_failing,
+    ] : length(a) == length(module.tier)])
+    error_message = "Each tier has a backlog-age, a dead-letter, a replicator-error and a finalization alert."
+  }
+  assert {
+    condition = (
+      strcontains(google_logging_metric.finalize_failures.filter, "jsonPayload.logger=\"replicator.finalize\"") &&
+      strcontains(google_logging_metric.finalize_failures.filter, "finalizer pass failed") &&
+      strcontains(google_monitoring_alert_policy.finalize_failing["core"].conditions[0].condition_threshold[0].filter, google_logging_metric.finalize_failures.name) &&
+      google_monitoring_alert_policy.finalize_failing["core"].conditions[0].condition_threshold[0].duration == "3600s"
+    )
+    error_message = "The finalization alert fires on finalizer failures logged throughout an hour."
+  }
+  assert {
+    condition     = strcontains(google_logging_metric.replicator_errors.filter, "severity>=ERROR")
+    error_message = "The error metric counts ERROR entries (the pods log JSON with a severity, LOGPIPE_LOG_FORMAT=json)."
   }
   assert {
     condition     = strcontains(google_monitoring_alert_policy.oldest_unacked["core"].conditions[0].condition_threshold[0].filter, "subscription/oldest_unacked_message_age") && strcontains(google_monitoring_alert_policy.oldest_unacked["core"].conditions[0].condition_threshold[0].filter, "\"logpipe-core-replicator\"")

@@ -12,7 +12,9 @@ variables {
   loader_command                   = ["logpipe", "load", "--horizon-hours", "48"]
   service_account_email            = "logpipe-rep-core@my-proj-123.iam.gserviceaccount.com"
   service_account_name             = "projects/my-proj-123/serviceAccounts/logpipe-rep-core@my-proj-123.iam.gserviceaccount.com"
-  env                              = { GOOGLE_CLOUD_PROJECT = "my-proj-123", LOGPIPE_BUCKET = "b", LOGPIPE_DATASET = "logpipe", LOGPIPE_CATALOG = "/etc/logpipe/catalog.yaml" }
+  loader_service_account_email     = "logpipe-load-core@my-proj-123.iam.gserviceaccount.com"
+  loader_service_account_name      = "projects/my-proj-123/serviceAccounts/logpipe-load-core@my-proj-123.iam.gserviceaccount.com"
+  env                              = { GOOGLE_CLOUD_PROJECT = "my-proj-123", LOGPIPE_BUCKET = "b", LOGPIPE_DATASET = "logpipe", LOGPIPE_CATALOG = "/etc/logpipe/catalog.yaml", LOGPIPE_LOG_FORMAT = "json" }
   subscription                     = "logpipe-core-replicator"
   catalog_config_map               = "logpipe-catalog"
   catalog_mount_path               = "/etc/logpipe"
@@ -32,25 +34,38 @@ run "deployment_and_backlog_autoscaler" {
   }
 
   assert {
-    condition     = kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].args == tolist(["logpipe", "replicate", "--tier", "core"])
-    error_message = "The container runs `logpipe replicate --tier <tier>`."
+    condition = (
+      kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].command == tolist(["logpipe"]) &&
+      kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].args == tolist(["replicate", "--tier", "core"])
+    )
+    error_message = "The container runs `logpipe replicate --tier <tier>` as command + args, whatever the image's ENTRYPOINT."
   }
   assert {
-    condition = {
-      for e in kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].env : e.name => e.value
-      } == {
-      GOOGLE_CLOUD_PROJECT = "my-proj-123", LOGPIPE_BUCKET = "b", LOGPIPE_DATASET = "logpipe",
-      LOGPIPE_CATALOG      = "/etc/logpipe/catalog.yaml", LOGPIPE_TIER = "core"
-    }
-    error_message = "The environment comes from the module outputs, with the `logpipe env` names."
+    condition = alltrue([
+      for d in [kubernetes_deployment_v1.replicator, kubernetes_deployment_v1.loader] :
+      { for e in d.spec[0].template[0].spec[0].container[0].env : e.name => e.value } == {
+        GOOGLE_CLOUD_PROJECT = "my-proj-123", LOGPIPE_BUCKET = "b", LOGPIPE_DATASET = "logpipe",
+        LOGPIPE_CATALOG      = "/etc/logpipe/catalog.yaml", LOGPIPE_LOG_FORMAT = "json"
+      }
+    ])
+    error_message = "Both containers get exactly the environment passed in (no LOGPIPE_TIER: --tier says it)."
   }
   assert {
-    condition     = kubernetes_deployment_v1.loader.spec[0].template[0].spec[0].container[0].args == tolist(["logpipe", "load", "--horizon-hours", "48", "--tier", "core"]) && kubernetes_deployment_v1.loader.spec[0].replicas == "1"
-    error_message = "One loader pod per tier runs `logpipe load --tier <tier>`."
+    condition = (
+      kubernetes_deployment_v1.loader.spec[0].template[0].spec[0].container[0].command == tolist(["logpipe"]) &&
+      kubernetes_deployment_v1.loader.spec[0].template[0].spec[0].container[0].args == tolist(["load", "--horizon-hours", "48", "--tier", "core"]) &&
+      kubernetes_deployment_v1.loader.spec[0].replicas == "1"
+    )
+    error_message = "One loader pod per tier runs `logpipe load --tier <tier>` as command + args."
   }
   assert {
-    condition     = kubernetes_deployment_v1.loader.spec[0].template[0].spec[0].service_account_name == kubernetes_service_account_v1.replicator.metadata[0].name
-    error_message = "The loader runs as the tier's replicator identity."
+    condition = (
+      kubernetes_deployment_v1.loader.spec[0].template[0].spec[0].service_account_name == "logpipe-loader-core" &&
+      kubernetes_service_account_v1.loader.metadata[0].annotations["iam.gke.io/gcp-service-account"] == "logpipe-load-core@my-proj-123.iam.gserviceaccount.com" &&
+      kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].service_account_name == "logpipe-replicator-core" &&
+      kubernetes_service_account_v1.replicator.metadata[0].annotations["iam.gke.io/gcp-service-account"] == "logpipe-rep-core@my-proj-123.iam.gserviceaccount.com"
+    )
+    error_message = "The loader and the replicator run under their own Kubernetes service accounts, each mapped to its own Google service account."
   }
   assert {
     condition     = kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].image == var.image
@@ -72,5 +87,31 @@ run "deployment_and_backlog_autoscaler" {
   assert {
     condition     = google_service_account_iam_member.workload_identity.member == "serviceAccount:my-proj-123.svc.id.goog[logpipe/logpipe-replicator-core]" && google_service_account_iam_member.workload_identity.role == "roles/iam.workloadIdentityUser"
     error_message = "Only the tier's Kubernetes service account may act as the tier's Google service account."
+  }
+  assert {
+    condition = (
+      google_service_account_iam_member.loader_workload_identity.member == "serviceAccount:my-proj-123.svc.id.goog[logpipe/logpipe-loader-core]" &&
+      google_service_account_iam_member.loader_workload_identity.role == "roles/iam.workloadIdentityUser" &&
+      google_service_account_iam_member.loader_workload_identity.service_account_id == var.loader_service_account_name
+    )
+    error_message = "Only the loader's Kubernetes service account may act as the loader's Google service account."
+  }
+}
+
+run "a_custom_command_line_is_split_into_command_and_args" {
+  command = plan
+  module {
+    source = "./modules/replicator_gke"
+  }
+  variables {
+    command = ["/usr/local/bin/logpipe", "replicate", "--threads", "16"]
+  }
+
+  assert {
+    condition = (
+      kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].command == tolist(["/usr/local/bin/logpipe"]) &&
+      kubernetes_deployment_v1.replicator.spec[0].template[0].spec[0].container[0].args == tolist(["replicate", "--threads", "16", "--tier", "core"])
+    )
+    error_message = "The first element is the command, the rest (then --tier) the args."
   }
 }

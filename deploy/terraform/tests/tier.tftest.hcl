@@ -130,14 +130,22 @@ run "identities_get_least_privilege" {
   }
   assert {
     condition = (
+      google_pubsub_subscription_iam_member.replicator_viewer.member == "serviceAccount:logpipe-rep-core@my-proj-123.iam.gserviceaccount.com" &&
+      google_pubsub_subscription_iam_member.replicator_viewer.role == "roles/pubsub.viewer" &&
+      google_pubsub_subscription_iam_member.replicator_viewer.subscription == google_pubsub_subscription.main.name
+    )
+    error_message = "The tier's replicator must be able to read its subscription (get_subscription at start-up needs pubsub.subscriptions.get)."
+  }
+  assert {
+    condition = (
       google_pubsub_topic_iam_member.replicator_dead_letter_publisher.member == "serviceAccount:logpipe-rep-core@my-proj-123.iam.gserviceaccount.com" &&
       google_pubsub_topic_iam_member.replicator_dead_letter_publisher.topic == google_pubsub_topic.dead_letter.name
     )
     error_message = "The tier's replicator must be able to publish poison envelopes to the dead-letter topic."
   }
   assert {
-    condition     = google_service_account.replicator.account_id == "logpipe-rep-core"
-    error_message = "The replicator service account id must be <prefix>-rep-<tier>."
+    condition     = google_service_account.replicator.account_id == "logpipe-rep-core" && google_service_account.loader.account_id == "logpipe-load-core"
+    error_message = "The service account ids must be <prefix>-rep-<tier> and <prefix>-load-<tier>."
   }
 }
 
@@ -155,5 +163,22 @@ run "long_names_are_refused_with_a_clear_message" {
       message_retention_seconds = 604800
     }
   }
-  expect_failures = [google_service_account.replicator]
+  expect_failures = [google_service_account.replicator, google_service_account.loader]
+}
+
+run "a_loader_id_one_character_too_long_is_refused" {
+  command = plan
+  module {
+    source = "./modules/tier"
+  }
+  variables {
+    # logpipe-rep-<18> is 30 characters (fine), logpipe-load-<18> is 31.
+    tier = {
+      name                      = "diagnostics-bulk-x"
+      ack_deadline_seconds      = 60
+      max_delivery_attempts     = 10
+      message_retention_seconds = 604800
+    }
+  }
+  expect_failures = [google_service_account.loader]
 }

@@ -65,11 +65,12 @@ module "logpipe" {
   replicator_image = var.replicator_image
   labels           = { env = "dev" }
 
-  # Throwaway data: let destroy remove it, keep staging objects only a day.
+  # Throwaway data: let destroy remove it. Staging objects go after 8 days, the least the shipped catalog allows
+  # (its longest message retention is 7 days; storage.tf checks this).
   bucket_force_destroy      = true
   table_deletion_protection = false
   gke_deletion_protection   = false
-  staging_retention_days    = 1
+  staging_retention_days    = 8
 
   replicator_scaling   = { min_replicas = 1, max_replicas = 2, backlog_per_replica = 200 }
   replicator_resources = { cpu = "500m", memory = "1Gi" }

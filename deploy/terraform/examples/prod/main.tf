@@ -1,5 +1,5 @@
-# A production setup: protected data, retention policy, keyless on-premises front-ends (Workload Identity
-# Federation), alerts routed to on-call.
+# A production setup: protected data, keyless on-premises front-ends (Workload Identity Federation), alerts routed
+# to on-call.
 #   terraform init && terraform apply -var-file=prod.tfvars
 
 terraform {
@@ -69,8 +69,8 @@ module "logpipe" {
   labels                = { env = "prod" }
   notification_channels = var.notification_channels
 
-  # Landed files cannot be deleted or replaced for 30 days; staging objects go after the default 7 days.
-  bucket_retention_period_seconds = 2592000
+  # staging/ objects go after the default 30 days: room to repair a stalled finalizer (the finalization alert fires
+  # after an hour). No bucket retention policy: logpipe deletes objects (variables.tf says why).
 
   workload_identity_federation = {
     enabled         = true

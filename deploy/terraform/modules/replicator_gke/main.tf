@@ -1,15 +1,17 @@
-# The replicator of one tier on GKE: a Kubernetes service account bound to the tier's Google service account through
-# Workload Identity, a Deployment of identical streaming-pull workers (`logpipe replicate`) with an HPA that scales
-# them on the subscription's backlog (external metric pubsub.googleapis.com|subscription|num_undelivered_messages),
-# and a one-pod Deployment of the BigQuery loader (`logpipe load`, safe to run on many workers, so a rollout that
-# briefly runs two is harmless).
+# The replicator of one tier on GKE: a Deployment of identical streaming-pull workers (`logpipe replicate`) with an
+# HPA that scales them on the subscription's backlog (external metric
+# pubsub.googleapis.com|subscription|num_undelivered_messages), and a one-pod Deployment of the BigQuery loader
+# (`logpipe load`, safe to run on many workers, so a rollout that briefly runs two is harmless). Each runs under its
+# own Kubernetes service account, bound through Workload Identity to its own Google service account.
+#
+# Containers set `command` (the first element of var.command / var.loader_command) as well as `args`, so the image's
+# ENTRYPOINT never matters: the image only needs `logpipe` on PATH.
 
 locals {
   name          = "logpipe-replicator-${var.tier}"
   labels        = { app = "logpipe-replicator", logpipe_tier = var.tier }
   loader_name   = "logpipe-loader-${var.tier}"
   loader_labels = { app = "logpipe-loader", logpipe_tier = var.tier }
-  env           = merge(var.env, { LOGPIPE_TIER = var.tier })
 }
 
 resource "kubernetes_service_account_v1" "replicator" {
@@ -26,6 +28,22 @@ resource "google_service_account_iam_member" "workload_identity" {
   service_account_id = var.service_account_name
   role               = "roles/iam.workloadIdentityUser"
   member             = "serviceAccount:${var.project_id}.svc.id.goog[${var.namespace}/${local.name}]"
+}
+
+resource "kubernetes_service_account_v1" "loader" {
+  metadata {
+    name        = local.loader_name
+    namespace   = var.namespace
+    labels      = local.loader_labels
+    annotations = { "iam.gke.io/gcp-service-account" = var.loader_service_account_email }
+  }
+  automount_service_account_token = false
+}
+
+resource "google_service_account_iam_member" "loader_workload_identity" {
+  service_account_id = var.loader_service_account_name
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "serviceAccount:${var.project_id}.svc.id.goog[${var.namespace}/${local.loader_name}]"
 }
 
 resource "kubernetes_deployment_v1" "replicator" {
@@ -56,10 +74,11 @@ resource "kubernetes_deployment_v1" "replicator" {
           name              = "replicator"
           image             = var.image
           image_pull_policy = "Always"
-          args              = concat(var.command, ["--tier", var.tier])
+          command           = slice(var.command, 0, 1)
+          args              = concat(slice(var.command, 1, length(var.command)), ["--tier", var.tier])
 
           dynamic "env" {
-            for_each = local.env
+            for_each = var.env
             content {
               name  = env.key
               value = env.value
@@ -135,17 +154,18 @@ resource "kubernetes_deployment_v1" "loader" {
       }
 
       spec {
-        service_account_name             = kubernetes_service_account_v1.replicator.metadata[0].name
+        service_account_name             = kubernetes_service_account_v1.loader.metadata[0].name
         termination_grace_period_seconds = 60
 
         container {
           name              = "loader"
           image             = var.image
           image_pull_policy = "Always"
-          args              = concat(var.loader_command, ["--tier", var.tier])
+          command           = slice(var.loader_command, 0, 1)
+          args              = concat(slice(var.loader_command, 1, length(var.loader_command)), ["--tier", var.tier])
 
           dynamic "env" {
-            for_each = local.env
+            for_each = var.env
             content {
               name  = env.key
               value = env.value

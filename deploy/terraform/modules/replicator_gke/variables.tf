@@ -14,22 +14,30 @@ variable "namespace" {
 }
 
 variable "image" {
-  description = "Container image of logpipe (runs `logpipe replicate`)."
+  description = "Container image of logpipe (`logpipe` on PATH; runs `logpipe replicate` and `logpipe load`)."
   type        = string
 }
 
 variable "command" {
-  description = "Command line that starts the replicator; `--tier <tier>` is appended."
+  description = "Command line that starts the replicator: element 0 becomes the container's command, the rest its args; `--tier <tier>` is appended."
   type        = list(string)
+  validation {
+    condition     = length(var.command) > 0
+    error_message = "command must not be empty."
+  }
 }
 
 variable "loader_command" {
-  description = "Command line that starts the BigQuery loader; `--tier <tier>` is appended."
+  description = "Command line that starts the BigQuery loader, split like command; `--tier <tier>` is appended."
   type        = list(string)
+  validation {
+    condition     = length(var.loader_command) > 0
+    error_message = "loader_command must not be empty."
+  }
 }
 
 variable "service_account_email" {
-  description = "Google service account the pods act as (through GKE Workload Identity)."
+  description = "Google service account the replicator pods act as (through GKE Workload Identity)."
   type        = string
 }
 
@@ -38,8 +46,18 @@ variable "service_account_name" {
   type        = string
 }
 
+variable "loader_service_account_email" {
+  description = "Google service account the loader pod acts as (through GKE Workload Identity)."
+  type        = string
+}
+
+variable "loader_service_account_name" {
+  description = "Resource name (projects/P/serviceAccounts/EMAIL) of the loader's service account, for its Workload Identity binding."
+  type        = string
+}
+
 variable "env" {
-  description = "Environment of the replicator: project, bucket, dataset and catalog path (names as in `logpipe env`)."
+  description = "Environment of both containers: project, bucket, dataset, catalog path and log format."
   type        = map(string)
 }
 

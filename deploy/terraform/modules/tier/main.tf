@@ -1,5 +1,6 @@
 # One tier: a topic, its replicator subscription (exactly-once, dead-lettering), the dead-letter topic with its own
-# subscription, the replicator's service account and every IAM grant on these Pub/Sub resources.
+# subscription, the tier's two service accounts (replicator, BigQuery loader) and every IAM grant on these Pub/Sub
+# resources. The bucket and dataset grants are in storage.tf and bigquery.tf.
 # Names follow service/catalog.py (Catalog.topic / subscription / dead_letter_topic / dead_letter_subscription).
 
 locals {
@@ -8,6 +9,7 @@ locals {
   dead_letter_topic_name        = "${var.name_prefix}-${var.tier.name}-dead-letter"
   dead_letter_subscription_name = "${var.name_prefix}-${var.tier.name}-dead-letter-sub"
   replicator_account_id         = "${var.name_prefix}-rep-${var.tier.name}"
+  loader_account_id             = "${var.name_prefix}-load-${var.tier.name}"
 
   pubsub_service_agent = "serviceAccount:service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   replicator_member    = "serviceAccount:${google_service_account.replicator.email}"
@@ -72,12 +74,28 @@ resource "google_service_account" "replicator" {
   project      = var.project_id
   account_id   = local.replicator_account_id
   display_name = "logpipe replicator (${var.tier.name})"
-  description  = "Runs the logpipe replicator of tier ${var.tier.name}: pulls ${local.subscription_name}, writes GCS and BigQuery."
+  description  = "Runs the logpipe replicator of tier ${var.tier.name}: pulls ${local.subscription_name}, writes the landing bucket."
 
   lifecycle {
     precondition {
       condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", local.replicator_account_id))
       error_message = "Service account id \"${local.replicator_account_id}\" must be 6-30 characters of [a-z0-9-]; shorten name_prefix or the tier name in the catalog."
+    }
+  }
+}
+
+# The BigQuery loader (`logpipe load`) has its own identity: it needs BigQuery, the replicator does not; neither needs
+# the other's Pub/Sub grants.
+resource "google_service_account" "loader" {
+  project      = var.project_id
+  account_id   = local.loader_account_id
+  display_name = "logpipe loader (${var.tier.name})"
+  description  = "Runs the logpipe BigQuery loader of tier ${var.tier.name}: reads the landing bucket, loads the dataset."
+
+  lifecycle {
+    precondition {
+      condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", local.loader_account_id))
+      error_message = "Service account id \"${local.loader_account_id}\" must be 6-30 characters of [a-z0-9-]; shorten name_prefix or the tier name in the catalog."
     }
   }
 }
@@ -112,6 +130,15 @@ resource "google_pubsub_subscription_iam_member" "replicator_subscriber" {
   project      = var.project_id
   subscription = google_pubsub_subscription.main.name
   role         = "roles/pubsub.subscriber"
+  member       = local.replicator_member
+}
+
+# At start-up the replicator reads its subscription (get_subscription, for enable_exactly_once_delivery:
+# replicator/worker.py). That needs pubsub.subscriptions.get, which roles/pubsub.subscriber does not include.
+resource "google_pubsub_subscription_iam_member" "replicator_viewer" {
+  project      = var.project_id
+  subscription = google_pubsub_subscription.main.name
+  role         = "roles/pubsub.viewer"
   member       = local.replicator_member
 }
 

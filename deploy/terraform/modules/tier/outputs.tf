@@ -22,3 +22,8 @@ output "replicator_service_account" {
   description = "Email of the tier's replicator service account."
   value       = google_service_account.replicator.email
 }
+
+output "loader_service_account" {
+  description = "Email of the tier's BigQuery loader service account."
+  value       = google_service_account.loader.email
+}
