@@ -90,7 +90,11 @@ class MultipartUploader:
         manager = urllib3.PoolManager(num_pools=4, maxsize=pool_size, cert_reqs="CERT_REQUIRED", ca_certs=ca_certs)
         base = api_base_url.rstrip("/")
         self.url = f"{base}/upload/storage/v1/b/{quote(bucket, safe='')}/o?uploadType=multipart&ifGenerationMatch=0"
-        self._bucket_url = f"{base}/storage/v1/b/{quote(bucket, safe='')}?fields=name"  # same host as the uploads
+        # The warm-up request: an empty listing (storage.objects.list, which the replicator's role has; a bucket GET
+        # would need storage.buckets.get, which it does not), on the same host as the uploads.
+        self._warm_url = (
+            f"{base}/storage/v1/b/{quote(bucket, safe='')}/o?maxResults=1&prefix=_logpipe_warm_up/&fields=kind"
+        )
         http = _OneHostUploads(manager, manager.connection_from_url(self.url))
         self._http = AuthorizedHttp(credentials, http=http)  # type: ignore[no-untyped-call]
         self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
@@ -108,7 +112,7 @@ class MultipartUploader:
         def one() -> bool:
             try:
                 resp = self._http.urlopen(  # type: ignore[no-untyped-call]
-                    "GET", self._bucket_url, headers={"user-agent": self._user_agent},
+                    "GET", self._warm_url, headers={"user-agent": self._user_agent},
                     timeout=self._timeout, retries=False, redirect=False, preload_content=False,
                 )  # fmt: skip
                 barrier.wait()  # every connection is checked out at once, so each request gets its own

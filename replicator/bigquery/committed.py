@@ -210,7 +210,7 @@ class CommittedLoader:
                 try:
                     self._runner.load(spec)
                 except LoadPending as exc:
-                    log.warning("commit load pending: %s", exc)
+                    log.log(exc.log_level, "commit load pending: %s", exc)
                     pending += 1
                     continue
                 except LoadFailed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 
 class BigQueryLoadError(Exception):
     """Base of every error this package raises on purpose."""
@@ -43,4 +45,13 @@ class LoadFailed(BigQueryLoadError):
 
 class LoadPending(BigQueryLoadError):
     """A load could not be finished now (BigQuery unreachable, job still running past the wait): try again later.
-    Nothing is lost: the next try reuses the same job ids."""
+    Nothing is lost: the next try reuses the same job ids. Callers log it at ``log_level``."""
+
+    log_level = logging.WARNING
+
+
+class LoadDenied(LoadPending):
+    """``LoadPending`` because BigQuery answered 403 without a quota reason: a missing permission. It is retried like
+    any pending load (a grant fixes it), but logged as an error, since it does not go away by itself."""
+
+    log_level = logging.ERROR

@@ -180,7 +180,7 @@ class FreshLoader:
             try:
                 self._runner.load(spec)
             except LoadPending as exc:
-                log.warning("fresh load pending: %s", exc)
+                log.log(exc.log_level, "fresh load pending: %s", exc)
                 return 0
             except LoadFailed:
                 self._failed.add(bid)

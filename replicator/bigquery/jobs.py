@@ -31,7 +31,7 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 
 from replicator.bigquery import names
-from replicator.bigquery.errors import LoadFailed, LoadPending
+from replicator.bigquery.errors import LoadDenied, LoadFailed, LoadPending
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.store import ObjectStore
 
@@ -50,16 +50,28 @@ RETRYABLE_REASONS = frozenset(
         "stopped",
     }
 )
-#: API call errors (creating or fetching a job) that mean "try again later", not "this load is bad".
+#: API call errors (creating or fetching a job) that mean "try again later", not "this load is bad". A 403
+#: (``Forbidden``) is caught before these: quotaExceeded / rateLimitExceeded on jobs.insert come as 403, and so does
+#: a missing permission, which is also pending (granting it fixes the load) but must be told apart in the logs.
 _UNREACHABLE = (
     gexc.ServerError,
     gexc.TooManyRequests,
-    gexc.Forbidden,  # quotaExceeded / rateLimitExceeded on jobs.insert come as 403
     gexc.RetryError,
     ConnectionError,
     TimeoutError,
     OSError,
 )
+
+
+_QUOTA_REASONS = frozenset({"quotaExceeded", "rateLimitExceeded"})
+
+
+def _pending_for_403(jid: str, exc: gexc.Forbidden) -> LoadPending:
+    """A 403 is a quota (``LoadPending``: it passes by itself) or a missing permission (``LoadDenied``)."""
+    reasons = {str(e.get("reason", "")) for e in (exc.errors or []) if isinstance(e, dict)}
+    if reasons & _QUOTA_REASONS:
+        return LoadPending(f"{jid}: BigQuery quota exceeded: {exc!r}")
+    return LoadDenied(f"{jid}: BigQuery denied access (a missing permission?): {exc!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +101,8 @@ class LoadRunner:
         store: Where error records go (the landing bucket).
         api_retry_seconds: Bound on the client's own retries of one API call.
         wait_seconds: How long ``load`` waits for a running job before raising ``LoadPending``.
+        location: The dataset's location, for inserting and fetching jobs. BigQuery finds a job of a single-region
+            dataset only with its location, so without it a repeated job id (409) could never be checked.
     """
 
     def __init__(
@@ -103,8 +117,10 @@ class LoadRunner:
         poll_seconds: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        location: str | None = None,
     ) -> None:
         self._client = client
+        self._location = location
         self._store = store
         self._metrics = metrics
         self._max_attempts = max_attempts
@@ -159,16 +175,27 @@ class LoadRunner:
         try:
             try:
                 job = self._client.load_table_from_uri(
-                    list(spec.uris), spec.table, job_id=jid, job_config=self._config(spec), retry=self._retry
+                    list(spec.uris),
+                    spec.table,
+                    job_id=jid,
+                    job_config=self._config(spec),
+                    retry=self._retry,
+                    location=self._location,
                 )
                 return job, True
             except gexc.Conflict:
-                return self._client.get_job(jid, retry=self._retry), False
+                return self._client.get_job(jid, retry=self._retry, location=self._location), False
             except gexc.BadRequest as exc:
-                # local-bigquery answers two racing inserts of one job id with 400 "Duplicate key" instead of 409.
-                if "duplicate key" not in str(exc).lower():
+                # local-bigquery answers two racing inserts of one job id with 400 "Duplicate key" instead of 409,
+                # and a write that races another in its DuckDB store with 400 "Conflict on update!" (try again).
+                text = str(exc).lower()
+                if "conflict on update" in text:
+                    raise LoadPending(f"{jid}: the store had a write conflict: {exc!r}") from exc
+                if "duplicate key" not in text:
                     raise
-                return self._client.get_job(jid, retry=self._retry), False
+                return self._client.get_job(jid, retry=self._retry, location=self._location), False
+        except gexc.Forbidden as exc:
+            raise _pending_for_403(jid, exc) from exc
         except _UNREACHABLE as exc:
             raise LoadPending(f"{jid}: BigQuery unavailable: {exc!r}") from exc
 
@@ -180,6 +207,8 @@ class LoadRunner:
                     raise LoadPending(f"{job.job_id} still {job.state} after {self._wait_seconds:.0f}s")
                 self._sleep(self._poll)
                 job.reload(retry=self._retry)
+        except gexc.Forbidden as exc:
+            raise _pending_for_403(job.job_id, exc) from exc
         except _UNREACHABLE as exc:
             raise LoadPending(f"{job.job_id}: BigQuery unavailable: {exc!r}") from exc
 

@@ -130,13 +130,19 @@ class Loader:
         store: ObjectStore,
         metrics: LoaderMetrics | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        location: str | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog
         self.metrics = metrics or LoaderMetrics()
         target = Target(config.project, config.dataset or catalog.dataset, config.bucket, config.job_prefix)
         runner = LoadRunner(
-            bq_client, store, self.metrics, max_attempts=config.max_attempts, wait_seconds=config.job_wait_seconds
+            bq_client,
+            store,
+            self.metrics,
+            max_attempts=config.max_attempts,
+            wait_seconds=config.job_wait_seconds,
+            location=location,
         )
         crash = config.crash_points()
         limits = BatchLimits(config.max_batch_objects, config.max_batch_bytes)
@@ -225,8 +231,8 @@ def run_loader(
     """
     catalog = load_catalog(config.catalog_path)
     bq, store = clients or build_clients(config)
-    ensure_tables(bq, catalog, dataset=config.dataset, horizon_hours=config.horizon_hours)
-    loader = Loader(config, catalog, bq, store, metrics)
+    location = ensure_tables(bq, catalog, dataset=config.dataset, horizon_hours=config.horizon_hours)
+    loader = Loader(config, catalog, bq, store, metrics, location=location)
     first = run_first_pass
     while first or not stop_event.is_set():
         first = False

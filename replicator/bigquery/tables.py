@@ -56,15 +56,16 @@ def ensure_tables(
     *,
     dataset: str | None = None,
     horizon_hours: int = DEFAULT_HORIZON_HOURS,
-) -> None:
+) -> str | None:
     """Create/evolve ``<category>__committed``, ``_fresh_<tier>`` and the view ``<category>`` for the catalog.
+    Returns the dataset's location (None if the server does not say), for the load jobs.
 
     Raises:
         SchemaIncompatible: a live table cannot evolve into the catalog's schema, or a view name is taken by a table.
     """
     project = bq_client.project
     ds = dataset or catalog.dataset
-    bq_client.create_dataset(f"{project}.{ds}", exists_ok=True)
+    location = _ensure_dataset(bq_client, f"{project}.{ds}")
     problems: list[str] = []
     creates: list[bigquery.Table] = []
     evolutions: list[tuple[Any, Evolution]] = []
@@ -121,11 +122,25 @@ def ensure_tables(
             continue
         # DDL rather than update_table(view_query): atomic for readers on BigQuery, and local-bigquery stores a
         # patched view_query without applying it.
-        bq_client.query(f"CREATE OR REPLACE VIEW `{project}.{ds}.{c.name}` AS\n{sql}").result()
+        bq_client.query(f"CREATE OR REPLACE VIEW `{project}.{ds}.{c.name}` AS\n{sql}", location=location).result()
         view = bq_client.get_table(f"{project}.{ds}.{c.name}")
         view.description = f"{c.description or f'logpipe category {c.name}'} Each event_id exactly once. {stamp}"
         bq_client.update_table(view, ["description"])
         log.info("view %s.%s replaced", ds, c.name)
+    return location
+
+
+def _ensure_dataset(client: bigquery.Client, ref: str) -> str | None:
+    """Get the dataset, creating it only when it does not exist; returns its location. Decision: not
+    ``create_dataset(exists_ok=True)``, which BigQuery authorises against ``bigquery.datasets.create`` on the project
+    before it looks for the dataset, so a loader with only dataset-level roles (Terraform's least privilege) got 403
+    for a dataset that Terraform had made."""
+    try:
+        found = client.get_dataset(ref)
+    except NotFound:
+        found = client.create_dataset(ref, exists_ok=True)  # exists_ok: another loader may create it meanwhile
+    location = getattr(found, "location", None)
+    return location if isinstance(location, str) and location else None
 
 
 def provision_step(endpoints: Any, catalog: Catalog) -> None:

@@ -4,6 +4,7 @@ bounded retries, permanent failures recorded, outages reported as pending."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from replicator.bigquery import names
-from replicator.bigquery.errors import LoadFailed, LoadPending
+from replicator.bigquery.errors import LoadDenied, LoadFailed, LoadPending
 from replicator.bigquery.jobs import LoadRunner, LoadSpec
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.store import MemoryStore
@@ -48,10 +49,21 @@ class FakeClient:
         self.running_polls = running_polls
         self.inserts = 0
         self.unavailable = False
+        self.forbidden: list[dict[str, str]] | None = None  # the errors of a 403 answer, when set
+        self.locations: list[str | None] = []  # the location of every insert and get
+        self.write_conflict = False  # local-bigquery's answer to racing writes, once
 
-    def load_table_from_uri(self, uris: list[str], table: str, job_id: str, job_config: Any, retry: Any) -> FakeJob:
+    def load_table_from_uri(
+        self, uris: list[str], table: str, job_id: str, job_config: Any, retry: Any, location: str | None = None
+    ) -> FakeJob:
+        self.locations.append(location)
         if self.unavailable:
             raise gexc.ServiceUnavailable("down")  # type: ignore[no-untyped-call]
+        if self.forbidden is not None:
+            raise gexc.Forbidden("denied", errors=self.forbidden)  # type: ignore[no-untyped-call]
+        if self.write_conflict:
+            self.write_conflict = False
+            raise gexc.BadRequest("Conflict on update!")  # type: ignore[no-untyped-call]
         if job_id in self.jobs:
             raise gexc.Conflict(f"Already Exists: Job {job_id}")  # type: ignore[no-untyped-call]
         self.inserts += 1
@@ -59,7 +71,8 @@ class FakeClient:
         self.jobs[job_id] = job
         return job
 
-    def get_job(self, job_id: str, retry: Any = None) -> FakeJob:
+    def get_job(self, job_id: str, retry: Any = None, location: str | None = None) -> FakeJob:
+        self.locations.append(location)
         return self.jobs[job_id]
 
 
@@ -138,3 +151,36 @@ def test_deleting_the_error_record_asks_for_a_retry_at_the_next_attempt() -> Non
     out = r.load(SPEC)
     assert out.job_id == names.job_id(SPEC.job_base, 1) and out.created_here
     assert client.inserts == 2
+
+
+def test_jobs_are_inserted_and_fetched_in_the_datasets_location() -> None:
+    """BigQuery finds a single-region job only with its location: the 409 check must send it."""
+    client = FakeClient([None])
+    r, _ = runner(client, location="europe-west4")
+    r.load(SPEC)
+    r.load(SPEC)  # 409 -> get_job
+    assert client.locations == ["europe-west4", "europe-west4", "europe-west4"]
+
+
+def test_a_403_is_pending_and_a_missing_permission_is_told_apart_from_a_quota() -> None:
+    client = FakeClient([None])
+    r, _ = runner(client)
+    client.forbidden = [{"reason": "rateLimitExceeded", "message": "too many"}]
+    with pytest.raises(LoadPending) as quota:
+        r.load(SPEC)
+    assert not isinstance(quota.value, LoadDenied) and quota.value.log_level == logging.WARNING
+    client.forbidden = [{"reason": "accessDenied", "message": "no bigquery.jobs.create"}]
+    with pytest.raises(LoadDenied, match="missing permission") as denied:
+        r.load(SPEC)
+    assert denied.value.log_level == logging.ERROR
+    client.forbidden = None  # granted: the same job id loads
+    assert r.load(SPEC).created_here
+
+
+def test_the_emulators_write_conflict_is_pending_and_the_next_try_loads() -> None:
+    client = FakeClient([None])
+    r, _ = runner(client)
+    client.write_conflict = True
+    with pytest.raises(LoadPending, match="write conflict"):
+        r.load(SPEC)
+    assert r.load(SPEC).created_here and client.inserts == 1

@@ -39,9 +39,12 @@ def test_a_fresh_process_logs_in_the_chosen_format(fmt: str, json_lines: bool) -
         assert err.endswith("WARNING replicator: lease lost") and not err.startswith("{")
 
 
-def test_replicate_refuses_an_unknown_log_format() -> None:
+@pytest.mark.parametrize(
+    "command", [["finalize", "--before", "now"], ["load", "--once", "--bucket", "b", "--project", "p"]]
+)
+def test_the_commands_refuse_an_unknown_log_format(command: list[str]) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "service.cli", "finalize", "--before", "now"],
+        [sys.executable, "-m", "service.cli", *command],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "LOGPIPE_LOG_FORMAT": "yaml"},
