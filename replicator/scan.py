@@ -10,7 +10,7 @@ Everything a loader or an operator needs survives any crash because it is derive
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 
 from replicator.layout import Layout, Partition, manifest_generation, parse_partition_dir
@@ -115,14 +115,16 @@ def partitions_to_finalize(
     store: ObjectStore,
     category: str,
     closable: Callable[[Partition], bool],
-    complete: Mapping[Partition, NameSetDigest],
+    complete: MutableMapping[Partition, NameSetDigest],
     layout: Layout | None = None,
 ) -> list[Partition]:
     """The closable partitions of ``category`` that may have pending staging objects, in order.
 
     Streams one listing of ``staging/<category>/`` and keeps O(partitions) state, never the object names: a
     partition that is not closable is skipped; one in ``complete`` (the digest of the staging names its manifests
-    consumed) is returned only when its staging names no longer match that digest (late data arrived).
+    consumed) is returned only when its staging names no longer match that digest (late data arrived). Once the
+    listing is through, the entries of ``complete`` for this category's partitions that have no staging object any
+    more (the bucket's lifecycle rule deleted them) are dropped, so a long-running worker keeps O(live partitions).
     """
     lay = layout or Layout()
     seen: dict[Partition, NameSetDigest] = {}
@@ -135,6 +137,8 @@ def partitions_to_finalize(
             skip.add(p)
             continue
         seen[p] = seen.get(p, NameSetDigest()).add(info.name)
+    for gone in [p for p in complete if p.category == category and p not in seen and p not in skip]:
+        del complete[gone]
     return sorted(p for p, d in seen.items() if complete.get(p) != d)
 
 

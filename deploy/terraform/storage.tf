@@ -32,6 +32,20 @@ resource "google_storage_bucket" "landing" {
     }
   }
 
+  # The loader's fresh-path files (one Avro file per staging object, batch records and markers). They serve only
+  # staging objects of the last horizon_hours (at most 192); the loader deletes them once committed, but one that was
+  # converted ahead and committed before any batch took it is left (another loader's pending batch may still need
+  # it). 10 days is past every horizon and backfill window (docs/bigquery.md, "Operations").
+  lifecycle_rule {
+    action {
+      type = "Delete"
+    }
+    condition {
+      age            = 10
+      matches_prefix = ["bq/fresh/"]
+    }
+  }
+
   # Not a variable validation: the message retentions come from the catalog (a local), and validations may refer to
   # other objects only from Terraform 1.9 on (versions.tf allows 1.7).
   lifecycle {

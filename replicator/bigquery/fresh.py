@@ -137,6 +137,7 @@ class FreshLoader:
                 self._batches[bid] = sources
                 events += self._load_batch(bid, sources, {o.name: o for o in batch})
         self._cleanup(done_sources)
+        self._forget_committed(committed_sources)
         pending = [b for b in self._batches if b not in self._loaded and b not in self._failed]
         self._metrics.pending.labels("fresh").set(len(pending))
         return events
@@ -257,6 +258,16 @@ class FreshLoader:
             return (info, self._store.read(src)) if info is not None else None
         except ObjectNotFound:
             return None
+
+    def _forget_committed(self, committed_sources: frozenset[str]) -> None:
+        """Forget objects converted ahead that a commit consumed before any batch took them: no batch ever will (G4:
+        ``_converted`` would otherwise grow for the life of the process). Their Avro files stay: another loader's
+        pending batch may hold them. The bucket's lifecycle rule on ``bq/fresh/`` removes them (docs/bigquery.md)."""
+        batched = {s for sources in self._batches.values() for s in sources}
+        stale = [s for s in self._converted if s in committed_sources and s not in batched]
+        for src in stale:
+            self._converted.discard(src)
+            self._latency.pop(src, None)
 
     def _cleanup(self, done_sources: frozenset[str]) -> None:
         for bid, sources in list(self._batches.items()):

@@ -47,6 +47,7 @@ def test_every_file_parses() -> None:
         tf_policy.check_service_account_grants,
         tf_policy.check_storage_roles,
         tf_policy.check_staging_lifecycle,
+        tf_policy.check_lifecycle_spares_committed_data,
         tf_policy.check_no_bucket_retention_policy,
         tf_policy.check_containers_set_command,
     ],
@@ -181,6 +182,20 @@ BREAKS: list[tuple[str, Check, str, str, str]] = [
         "variables.tf",
         r'(variable "staging_retention_days" \{.*?default     = )30',
         r"\g<1>7",
+    ),
+    (
+        "lifecycle-deletes-committed-data",
+        tf_policy.check_lifecycle_spares_committed_data,
+        "storage.tf",
+        r'matches_prefix = \["bq/fresh/"\]',
+        'matches_prefix = ["bq/fresh/", "logs/"]',
+    ),
+    (
+        "fresh-files-expire-inside-the-backfill",
+        tf_policy.check_lifecycle_spares_committed_data,
+        "storage.tf",
+        r"age            = 10\n",
+        "age            = 3\n",
     ),
     (
         "bucket-retention-policy",

@@ -260,6 +260,26 @@ def check_staging_lifecycle(root: Path) -> list[str]:
     return problems if buckets else ["no google_storage_bucket found (wrong directory?)"]
 
 
+def check_lifecycle_spares_committed_data(root: Path) -> list[str]:
+    """Only staging/ and the loader's bq/fresh/ files expire: no lifecycle rule may match logs/ (committed data and
+    manifests, kept forever) or bq/committed/ (the loader's markers), nor have no prefix at all. The bq/fresh/ rule
+    waits more than the loader's 192 h backfill window (at least 9 days)."""
+    problems = []
+    for where, body in resources(root, "google_storage_bucket"):
+        fresh = []
+        for r in body.get("lifecycle_rule", []):
+            prefixes = (_block(r, "condition") or {}).get("matches_prefix", [])
+            if not prefixes or any(not (x.startswith("staging/") or x.startswith("bq/fresh/")) for x in prefixes):
+                problems.append(f"{where}: a lifecycle rule matches {prefixes or 'every object'}")
+            if "bq/fresh/" in prefixes:
+                fresh.append(r)
+        if len(fresh) != 1:
+            problems.append(f"{where}: expected one lifecycle_rule for bq/fresh/, found {len(fresh)}")
+        elif not isinstance(age := (_block(fresh[0], "condition") or {}).get("age"), int) or age < 9:
+            problems.append(f"{where}: the bq/fresh/ rule's age {age!r} is within the loader's backfill window")
+    return problems
+
+
 def check_no_bucket_retention_policy(root: Path) -> list[str]:
     """No bucket has a retention policy (logpipe deletes young objects: the loader's bq/ bookkeeping, orphan data
     files), and bucket_retention_period_seconds, if declared, is refused unless null."""

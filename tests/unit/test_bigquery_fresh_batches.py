@@ -146,3 +146,16 @@ def test_objects_are_converted_ahead_so_the_pass_only_loads() -> None:
     assert early.run(frozenset(), frozenset()) == 3
     assert fake.specs[0].uris == (f"gs://b/{names.fresh_object('core', staging)}",)
     assert store.read(names.fresh_object("core", staging)) == converted, "not converted twice"
+
+
+def test_an_object_committed_before_any_batch_took_it_is_forgotten() -> None:
+    """Converted ahead, then consumed by a commit before its slot closed: no batch will ever hold it, so the loader
+    must not remember it for the life of the process (G4). Its Avro file stays for the lifecycle rule."""
+    store, lander, fake, loader = setup()
+    land(lander, "ads_click", 2, "c")
+    assert loader.convert(frozenset()) == 1
+    staging = frozenset(n for n in store.names() if n.startswith("staging/"))
+    assert loader._converted == set(staging)
+    assert loader.run(staging, staging) == 0 and fake.specs == []  # committed: nothing for the fresh table
+    assert loader._converted == set()
+    assert store.stat(names.fresh_object("core", next(iter(staging)))) is not None

@@ -233,6 +233,23 @@ def test_run_pass_skips_open_and_complete_partitions_but_catches_late_data() -> 
     assert sorted(committed_ids(store)) == ["p1", "p2", "p3"]
 
 
+def test_complete_partitions_are_forgotten_once_their_staging_objects_are_gone() -> None:
+    """A long-running worker remembers a digest per complete partition; when the lifecycle rule has deleted a
+    partition's staging objects, the entry goes too (G4), and the committed data stays."""
+    store, lander, fin = setup()
+    other_hour = Partition("ads_click", H + dt.timedelta(hours=1))
+    for env in (make_envelope("ads_click", ["a"], H), make_envelope("ads_click", ["b"], other_hour.hour)):
+        lander.land(env.data, env.attributes)
+    assert len(fin.run_pass(["ads_click"], lambda p: True)) == 2
+    assert set(fin._complete) == {P, other_hour}
+    for name in store.names():
+        if name.startswith(f"{Layout().staging_prefix}/{P.path}/"):
+            store.delete(name)  # what the lifecycle rule does after staging_retention_days
+    assert fin.run_pass(["ads_click"], lambda p: True) == []
+    assert set(fin._complete) == {other_hour}
+    assert sorted(committed_ids(store)) == ["a", "b"]
+
+
 def test_ids_cache_sees_generations_committed_by_another_finalizer() -> None:
     store, lander, fin = setup()
     other = Finalizer(store, CAT, Metrics(), FinalizeSettings(writer="other"))
