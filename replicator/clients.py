@@ -8,7 +8,7 @@ endpoint. Without emulators, the clients use Application Default Credentials.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from replicator.config import ReplicatorConfig
@@ -27,13 +27,17 @@ GRPC_OPTIONS = [
 ]
 
 
-def http_pool_size(cfg: ReplicatorConfig) -> int:
-    """Connections the GCS client keeps: one per landing thread of every tier, plus the finalizer and spares."""
-    return max(10, cfg.threads * max(1, len(cfg.tiers)) + 4)
+def http_pool_size(cfg: ReplicatorConfig, tiers: Sequence[str] | None = None) -> int:
+    """Connections the GCS client keeps: one per landing thread of every tier, plus the finalizer and spares.
+
+    ``tiers`` are the tiers the process replicates as resolved from the catalog; ``cfg.tiers`` is empty when no
+    ``--tier`` was given (meaning every tier), so it is only the fallback."""
+    n = len(tiers) if tiers is not None else len(cfg.tiers)
+    return max(10, cfg.threads * max(1, n) + 4)
 
 
-def storage_client(cfg: ReplicatorConfig) -> storage.Client:
-    """The GCS client, with an HTTP connection pool of ``http_pool_size(cfg)``.
+def storage_client(cfg: ReplicatorConfig, tiers: Sequence[str] | None = None) -> storage.Client:
+    """The GCS client, with an HTTP connection pool of ``http_pool_size(cfg, tiers)``.
 
     requests' default pool keeps 10 connections per host: with more landing threads than that, every upload past
     the 10th opens a new TCP connection and drops it afterwards ("Connection pool is full")."""
@@ -51,7 +55,7 @@ def storage_client(cfg: ReplicatorConfig) -> storage.Client:
         )
     else:
         client = storage.Client(project=cfg.project)
-    size = http_pool_size(cfg)
+    size = http_pool_size(cfg, tiers)
     # ``_http`` is the client's documented transport (a requests Session, created on first use); no I/O here.
     session = client._http
     for scheme in ("http://", "https://"):
@@ -70,12 +74,16 @@ def uses_request_environment(env: Mapping[str, str]) -> bool:
     return "NETRC" in keys or any(k.endswith("_PROXY") for k in keys)
 
 
-def object_store(cfg: ReplicatorConfig, on_retry: Callable[[str], None] | None = None) -> GcsStore:
+def object_store(
+    cfg: ReplicatorConfig, on_retry: Callable[[str], None] | None = None, *, tiers: Sequence[str] | None = None
+) -> GcsStore:
     """The ``ObjectStore`` of the landing bucket, retrying transient errors for up to ``cfg.gcs_deadline`` seconds.
+
+    ``tiers``: the tiers this process lands (sizes the connection pools, see ``http_pool_size``).
 
     Creates go through ``MultipartUploader`` (a connection per landing thread, the CA bundle requests would use),
     unless the environment sets a proxy or NETRC: only requests resolves those, so the library's upload is kept."""
-    client = storage_client(cfg)
+    client = storage_client(cfg, tiers)
     retry = RetryPolicy(deadline=cfg.gcs_deadline)
     if uses_request_environment(os.environ) or getattr(client._http, "is_mtls", False):
         return GcsStore(client, cfg.bucket, retry, on_retry, library_upload=True)
@@ -83,7 +91,7 @@ def object_store(cfg: ReplicatorConfig, on_retry: Callable[[str], None] | None =
         client._credentials,
         client._connection.API_BASE_URL,
         cfg.bucket,
-        pool_size=http_pool_size(cfg),
+        pool_size=http_pool_size(cfg, tiers),
         ca_certs=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None,
     )
     return GcsStore(client, cfg.bucket, retry, on_retry, uploader=uploader)

@@ -12,12 +12,24 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from replicator.crash import CrashPoints
 from replicator.errors import ConfigError
 
 MAX_PUBSUB_MESSAGE = 10 * 1024 * 1024
+
+#: Where a field comes from, as a ``ConfigError`` names it (default: the flag ``--field-name``).
+_SOURCES = {
+    "project": "--project (env GOOGLE_CLOUD_PROJECT)",
+    "bucket": "--bucket (env LOGPIPE_BUCKET)",
+    "catalog_path": "--catalog (env LOGPIPE_CATALOG)",
+    "tiers": "--tier",
+    "receive_window_seconds": "--receive-window",
+    "pubsub_emulator_host": "env PUBSUB_EMULATOR_HOST",
+    "storage_emulator_host": "env STORAGE_EMULATOR_HOST",
+    "crash_at": "env LOGPIPE_CRASH_AT",
+}
 
 
 class ReplicatorConfig(BaseModel):
@@ -51,10 +63,11 @@ class ReplicatorConfig(BaseModel):
     crash_at: str | None = None
     writer: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
-    @model_validator(mode="after")
-    def _check(self) -> ReplicatorConfig:
-        CrashPoints.parse(self.crash_at)  # raises ValueError for an unknown step
-        return self
+    @field_validator("crash_at")
+    @classmethod
+    def _crash_at(cls, v: str | None) -> str | None:
+        CrashPoints.parse(v)  # raises ValueError for an unknown step
+        return v
 
     @property
     def lateness(self) -> dt.timedelta:
@@ -62,7 +75,12 @@ class ReplicatorConfig(BaseModel):
 
     @staticmethod
     def from_sources(flags: Mapping[str, Any], env: Mapping[str, str]) -> ReplicatorConfig:
-        """Build from CLI flags (None = not given) and an environment mapping. Raises ``ConfigError``."""
+        """Build from CLI flags (None = not given) and an environment mapping.
+
+        Raises:
+            ConfigError: one line naming each bad field by its flag or environment variable, e.g. ``missing --bucket
+                (env LOGPIPE_BUCKET)`` or ``--threads: Input should be less than or equal to 256 (got 1000)``.
+        """
         values: dict[str, Any] = {
             "project": env.get("GOOGLE_CLOUD_PROJECT", ""),
             "bucket": env.get("LOGPIPE_BUCKET", ""),
@@ -74,5 +92,17 @@ class ReplicatorConfig(BaseModel):
         values.update({k: v for k, v in flags.items() if v is not None})
         try:
             return ReplicatorConfig(**values)
-        except (ValidationError, ValueError) as exc:
+        except ValidationError as exc:
+            raise ConfigError("; ".join(_problem(e) for e in exc.errors())) from None
+        except ValueError as exc:
             raise ConfigError(f"invalid replicator configuration: {exc}") from None
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error as ``<flag or env>: <message> (got <value>)``; an empty required string as ``missing``."""
+    field = ".".join(str(p) for p in error["loc"])
+    source = _SOURCES.get(field, "--" + field.replace("_", "-"))
+    if error["type"] in ("missing", "string_too_short") and error.get("input") in ("", None):
+        return f"missing {source}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{source}: {msg} (got {error.get('input')!r})"

@@ -4,7 +4,8 @@ Per message (steps L1-L4 of docs/design.md):
   * landed                         -> ack (``ack_with_response`` when exactly-once delivery is on; its confirmation
                                       is counted in a callback, the landing thread does not wait for it)
   * poison (``PoisonEnvelope``)    -> publish to the dead-letter topic with ``reason``/``detail``/``original_*``
-                                      attributes, wait for it, then ack; if that publish fails -> nack
+                                      attributes (kept within Pub/Sub's limits: ``dead_letter_attributes``), wait
+                                      for it, then ack; if that publish fails -> nack
   * ``StoreError`` or anything else -> count, log, nack (never ack as if landed; never raise into the subscriber);
                                       a permanent error first waits ``nack_delay`` (no hot redelivery loop)
 It also tracks, for the watermark and the oldest-unacked-age gauge, the messages it holds and the oldest publish time
@@ -30,7 +31,16 @@ from replicator.metrics import Metrics
 from service.envelope import PoisonEnvelope
 
 log = logging.getLogger(__name__)
-_MAX_ATTR_VALUE = 1024
+
+# Pub/Sub's limits on a published message (https://cloud.google.com/pubsub/quotas#resource_limits).
+MAX_ATTRIBUTES = 100
+MAX_KEY_BYTES = 256
+MAX_VALUE_BYTES = 1024
+MAX_PUBLISH_BYTES = 10_000_000  # one PublishRequest: data, attributes, topic name and protobuf framing
+_ATTR_OVERHEAD = 10  # protobuf framing of one map entry, at most
+_REQUEST_SLACK = 2048  # topic name and the request's own framing
+#: Set on a dead-lettered message when some original attributes did not fit: how many were left out.
+DROPPED_KEY = "dropped_attributes"
 
 
 class DeadLetterSink(Protocol):
@@ -52,11 +62,45 @@ class PubsubDeadLetter:
 
 
 def dead_letter_attributes(message: Any, reason: str, detail: str) -> dict[str, str]:
-    """``reason``, ``detail`` and the original attributes prefixed ``original_`` (values cut to Pub/Sub's limits)."""
-    attrs = {"reason": reason, "detail": detail[:_MAX_ATTR_VALUE], "original_message_id": str(message.message_id)}
-    for k, v in dict(message.attributes).items():
-        attrs[f"original_{k}"[:256]] = str(v)[:_MAX_ATTR_VALUE]
+    """``reason``, ``detail``, ``original_message_id`` and the original attributes prefixed ``original_``.
+
+    Always within Pub/Sub's limits, or the dead-letter publish would fail on every redelivery: keys are cut to
+    ``MAX_KEY_BYTES`` and values to ``MAX_VALUE_BYTES`` (UTF-8, on a character boundary); the original attributes are
+    taken in sorted key order while the count stays within ``MAX_ATTRIBUTES`` and the message within
+    ``MAX_PUBLISH_BYTES``. Those left out (too many, too big, or a cut key equal to one already taken) are counted in
+    ``dropped_attributes``, present only when not zero.
+    """
+    attrs = {
+        "reason": _cut(reason, MAX_VALUE_BYTES),
+        "detail": _cut(detail, MAX_VALUE_BYTES),
+        "original_message_id": _cut(str(message.message_id), MAX_VALUE_BYTES),
+    }
+    original = sorted((str(k), str(v)) for k, v in dict(message.attributes).items())
+    budget = MAX_PUBLISH_BYTES - _REQUEST_SLACK - len(message.data) - _size(attrs) - _size({DROPPED_KEY: "0" * 9})
+    dropped = 0
+    for k, v in original:
+        key, value = _cut(f"original_{k}", MAX_KEY_BYTES), _cut(v, MAX_VALUE_BYTES)
+        cost = _size({key: value})
+        if len(attrs) >= MAX_ATTRIBUTES or cost > budget or key in attrs:
+            dropped += 1
+            continue
+        attrs[key] = value
+        budget -= cost
+    if dropped:
+        if len(attrs) >= MAX_ATTRIBUTES:  # make room for the count: leave out the last one taken
+            attrs.popitem()
+            dropped += 1
+        attrs[DROPPED_KEY] = str(dropped)
     return attrs
+
+
+def _cut(s: str, limit: int) -> str:
+    """``s`` cut to at most ``limit`` bytes of UTF-8, on a character boundary (unencodable characters become ?)."""
+    return s.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
+
+
+def _size(attrs: Mapping[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) + _ATTR_OVERHEAD for k, v in attrs.items())
 
 
 class MessageHandler:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import http.server
+import json
 import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from service.catalog import load_catalog
 from service.cli import app
 
 pytestmark = pytest.mark.unit
@@ -41,3 +51,163 @@ def test_logpipe_turns_off_the_storage_librarys_metadata_threads_unless_told(mon
     monkeypatch.setenv(GCS_BUCKET_METADATA_SWITCH, "false")  # an operator's explicit choice is kept
     assert CliRunner().invoke(app, ["partitions", "--help"]).exit_code == 0
     assert os.environ[GCS_BUCKET_METADATA_SWITCH] == "false"
+
+
+# --- the replicator commands' CLI contract: usage errors exit 2 with one clear line, store failures exit 1 --------
+
+_UNSET = {"LOGPIPE_BUCKET": None, "LOGPIPE_CATALOG": None, "LOGPIPE_CRASH_AT": None, "LOGPIPE_LOG_FORMAT": None}
+_UNREACHABLE_GCS = {**_UNSET, "STORAGE_EMULATOR_HOST": "http://127.0.0.1:1"}
+
+
+def _run(args: list[str], env: dict[str, str | None]) -> Any:
+    return CliRunner().invoke(app, args, env=env, terminal_width=300)
+
+
+def _one_error_line(text: str) -> str:
+    assert "Traceback" not in text and "validation error" not in text, text
+    [line] = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return line
+
+
+@pytest.mark.parametrize("before", ["garbage", "2026-11-26 14h", "yesterday"])
+def test_finalize_refuses_an_unparseable_before_as_a_usage_error(before: str) -> None:
+    result = _run(["finalize", "--before", before, "--bucket", "bkt"], _UNREACHABLE_GCS)
+    assert result.exit_code == 2, result.output
+    assert "'--before'" in result.output and "RFC 3339" in result.output and "now" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_finalize_refuses_a_before_without_an_offset() -> None:
+    result = _run(["finalize", "--before", "2026-11-26T14:00:00", "--bucket", "bkt"], _UNREACHABLE_GCS)
+    assert result.exit_code == 2 and "no UTC offset" in result.output
+
+
+def test_before_accepts_rfc3339_with_an_offset_or_z_in_either_case() -> None:
+    from replicator.commands import _parse_before
+
+    utc14 = dt.datetime(2026, 11, 26, 14, tzinfo=dt.UTC)
+    for text in ("2026-11-26T14:00:00Z", "2026-11-26t14:00:00z", "2026-11-26T15:00:00+01:00", " 2026-11-26T14:00Z "):
+        assert _parse_before(text) == utc14, text
+    assert _parse_before("NOW").tzinfo is not None
+
+
+@pytest.mark.parametrize("command", [["finalize", "--before", "now"], ["partitions"]])
+def test_a_missing_bucket_is_a_one_line_usage_error(command: list[str]) -> None:
+    result = _run(command, _UNREACHABLE_GCS)
+    assert result.exit_code == 2
+    assert "missing --bucket (env LOGPIPE_BUCKET)" in result.output and "pydantic" not in result.output
+
+
+def test_a_bad_config_value_names_its_flag_and_the_problem() -> None:
+    result = _run(["partitions", "--bucket", "ab"], _UNREACHABLE_GCS)
+    assert result.exit_code == 2
+    assert "--bucket (env LOGPIPE_BUCKET): String should have at least 3 characters (got 'ab')" in result.output
+
+
+@pytest.mark.parametrize("command", [["finalize", "--before", "now"], ["partitions"]])
+def test_an_unknown_category_is_refused_with_a_hint(command: list[str]) -> None:
+    result = _run([*command, "--bucket", "bkt", "--category", "ads_clik"], _UNREACHABLE_GCS)
+    assert result.exit_code == 2
+    assert "unknown category 'ads_clik'" in result.output and "did you mean 'ads_click'?" in result.output
+    assert "app_log" in result.output  # the known ones are listed
+
+
+@pytest.fixture
+def forbidding_gcs() -> Iterator[str]:
+    """A GCS endpoint that answers 403 to everything (a bucket the caller may not read)."""
+
+    class Forbidden(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"error": {"code": 403, "message": "caller does not have storage.objects.list"}})
+            self.send_response(403)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        do_POST = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forbidden)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("command", [["finalize", "--before", "now"], ["partitions"]])
+def test_a_forbidden_bucket_is_one_line_and_exit_1(command: list[str], forbidding_gcs: str) -> None:
+    result = _run([*command, "--bucket", "bkt"], {**_UNSET, "STORAGE_EMULATOR_HOST": forbidding_gcs})
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result.output)
+    assert "landing bucket bkt" in line and "Forbidden" in line and "storage.objects.list" in line
+
+
+@pytest.mark.parametrize("command", [["finalize", "--before", "2026-11-26t14:00:00z"], ["partitions"]])
+def test_an_unreachable_store_gives_up_after_the_gcs_deadline_with_one_line(command: list[str]) -> None:
+    result = _run([*command, "--bucket", "bkt", "--gcs-deadline", "0.3"], _UNREACHABLE_GCS)
+    assert result.exit_code == 1, result.output
+    assert "gave up after 0.3s" in _one_error_line(result.output)
+
+
+_FAILING_START = """
+import sys
+from google.api_core import exceptions as gexc
+from replicator import clients, worker
+from service.cli import app
+
+real_object_store = clients.object_store
+
+def object_store(cfg, on_retry=None, *, tiers=None):
+    print("pool tiers", ",".join(tiers or ()), flush=True)
+    return real_object_store(cfg, on_retry, tiers=tiers)
+
+def start(self):
+    raise {error}("projects/p/subscriptions/logpipe-core-replicator\\nnot there")
+
+clients.object_store = object_store
+worker.Worker.start = start
+app(["replicate", "--threads", "2"])
+"""
+
+
+def _replicate_env(**extra: str) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GOOGLE_CLOUD_PROJECT": "p", "LOGPIPE_BUCKET": "bkt",
+           "STORAGE_EMULATOR_HOST": "http://127.0.0.1:1", "PUBSUB_EMULATOR_HOST": "127.0.0.1:1"}  # fmt: skip
+    return {**env, **extra}
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """The ERROR lines of a ``replicate`` run (INFO lines such as "replicator stopped" may follow)."""
+    assert "Traceback" not in stderr, stderr
+    return [ln for ln in stderr.splitlines() if " ERROR " in ln]
+
+
+@pytest.mark.parametrize("error", ["gexc.NotFound", "gexc.PermissionDenied"])
+def test_replicate_that_cannot_start_prints_one_line_and_exits_1(error: str) -> None:
+    code = _FAILING_START.format(error=error)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_replicate_env(), timeout=60)
+    assert out.returncode == 1, out.stderr
+    [line] = _error_lines(out.stderr)
+    assert "replicator failed to start" in line and error.split(".")[1] in line and "not there" in line
+    # no --tier: the connection pools are sized for every tier of the catalog, not for none
+    assert out.stdout.strip() == "pool tiers " + ",".join(t.name for t in load_catalog().tiers)
+
+
+def test_replicate_with_its_metrics_port_in_use_prints_one_line_and_exits_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "service.cli", "replicate", "--metrics-port", str(port)],
+            capture_output=True,
+            text=True,
+            env=_replicate_env(),
+            timeout=60,
+        )
+    assert out.returncode == 1
+    [line] = _error_lines(out.stderr)
+    assert "replicator failed to start: OSError" in line and "Address already in use" in line

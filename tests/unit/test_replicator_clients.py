@@ -57,3 +57,22 @@ def test_object_store_uploads_directly_unless_a_proxy_or_netrc_is_set(monkeypatc
     assert direct._http.http.connection_pool_kw["maxsize"] == http_pool_size(cfg)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     assert object_store(cfg)._uploader is None
+
+
+def test_pools_are_sized_from_the_resolved_tiers_when_no_tier_flag_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``--tier`` the config names no tier (meaning all of them): the catalog's tiers size the pools."""
+    from replicator.clients import object_store
+
+    for k in [k for k in __import__("os").environ if k.upper().endswith("_PROXY") or k.upper() == "NETRC"]:
+        monkeypatch.delenv(k)
+    cfg = ReplicatorConfig(project="p", bucket="bkt", threads=16, storage_emulator_host="http://127.0.0.1:1")
+    assert cfg.tiers == ()
+    tiers = ("core", "bulk")
+    size = http_pool_size(cfg, tiers)
+    assert size >= 16 * 2 + 1  # every landing thread of both tiers, and the finalizer
+    store = object_store(cfg, tiers=tiers)
+    assert store._uploader is not None
+    assert store._uploader._http.http.connection_pool_kw["maxsize"] == size
+    adapter = store._bucket.client._http.get_adapter("http://127.0.0.1:1/storage/v1/b")
+    assert adapter._pool_maxsize == size  # type: ignore[attr-defined]
+    assert http_pool_size(cfg) < size  # the config alone does not know the catalog's tiers

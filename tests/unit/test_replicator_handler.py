@@ -13,7 +13,7 @@ import pytest
 from replicator.config import ReplicatorConfig
 from replicator.crash import CrashPoints
 from replicator.errors import StoreError
-from replicator.handler import MessageHandler
+from replicator.handler import DROPPED_KEY, MAX_PUBLISH_BYTES, MessageHandler, dead_letter_attributes
 from replicator.landing import Lander
 from replicator.layout import Partition
 from replicator.metrics import Metrics
@@ -183,3 +183,55 @@ def test_watermark_stays_behind_a_draining_backlog_for_the_receive_window() -> N
         clock[0] += dt.timedelta(seconds=121)
         assert w.closable(p)
         clock[0] = H + dt.timedelta(hours=1, minutes=15)
+
+
+class LimitedDeadLetter(FakeDeadLetter):
+    """Refuses what Pub/Sub refuses: more than 100 attributes, a key over 256 bytes, a value over 1024 bytes."""
+
+    def publish(self, data: bytes, attributes: Mapping[str, str]) -> None:
+        if len(attributes) > 100:
+            raise ValueError(f"{len(attributes)} attributes")
+        if any(len(k.encode()) > 256 or len(v.encode()) > 1024 for k, v in attributes.items()):
+            raise ValueError("attribute too long")
+        super().publish(data, attributes)
+
+
+def test_poison_with_150_attributes_is_dead_lettered_within_pubsubs_limits() -> None:
+    dlq = LimitedDeadLetter()
+    h, m = handler(MemoryStore(), dlq)
+    msg = FakeMessage(b"\x00garbage", {f"a{i:03d}": str(i) for i in range(150)})
+    h(msg)
+    assert msg.calls == ["ack"]
+    [(_, attrs)] = dlq.published
+    assert len(attrs) == 100
+    assert attrs["reason"] and attrs["detail"] and attrs["original_message_id"] == "m1"
+    kept = sorted(k for k in attrs if k.startswith("original_a"))
+    assert kept == [f"original_a{i:03d}" for i in range(96)]  # sorted keys: deterministic
+    assert attrs[DROPPED_KEY] == "54"
+    assert m.dead_lettered.labels(attrs["reason"])._value.get() == 1
+
+
+@pytest.mark.parametrize(("n", "kept", "dropped"), [(97, 97, None), (98, 96, "2")])
+def test_the_dropped_count_takes_a_slot_only_when_something_was_dropped(n: int, kept: int, dropped: str) -> None:
+    msg = FakeMessage(b"x", {f"a{i:03d}": "v" for i in range(n)})
+    attrs = dead_letter_attributes(msg, "bad_format", "d")
+    assert len(attrs) <= 100 and sum(k.startswith("original_a") for k in attrs) == kept
+    assert attrs.get(DROPPED_KEY) == dropped
+
+
+def test_dead_letter_keys_and_values_are_cut_in_bytes_on_a_character_boundary() -> None:
+    msg = FakeMessage(b"x", {"k" * 300: "é" * 1000, "message_id": "spoofed", "ok": "1"}, message_id="real")
+    attrs = dead_letter_attributes(msg, "bad_format", "ü" * 2000)
+    assert all(len(k.encode()) <= 256 and len(v.encode()) <= 1024 for k, v in attrs.items())
+    assert attrs["detail"] == "ü" * 512 and attrs["original_" + "k" * 247] == "é" * 512
+    assert attrs["original_message_id"] == "real"  # an original "message_id" attribute cannot overwrite it
+    assert attrs["original_ok"] == "1" and attrs[DROPPED_KEY] == "1"
+
+
+def test_dead_letter_attributes_keep_the_message_within_the_publish_size_limit() -> None:
+    data = b"x" * (MAX_PUBLISH_BYTES - 20_000)  # the poison message itself is near Pub/Sub's 10 MB
+    msg = FakeMessage(data, {f"a{i:02d}": "v" * 1000 for i in range(50)})
+    attrs = dead_letter_attributes(msg, "bad_format", "d")
+    size = len(data) + sum(len(k) + len(v) + 10 for k, v in attrs.items())
+    assert size <= MAX_PUBLISH_BYTES - 2048
+    assert 0 < int(attrs[DROPPED_KEY]) < 50 and "original_a00" in attrs

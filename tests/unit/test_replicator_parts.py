@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 import requests
 from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
 
 from replicator.config import ReplicatorConfig
 from replicator.crash import CrashPoints
@@ -75,6 +76,69 @@ def test_permanent_error_is_not_retried() -> None:
     def fn() -> None:
         calls.append(1)
         raise gexc.Forbidden("no")
+
+    with pytest.raises(StoreError) as err:
+        RetryPolicy().call(fn, "create", "n", sleep=lambda s: None)
+    assert not err.value.transient and calls == [1]
+
+
+def _refresh_error_from_metadata_outage() -> auth_exc.RefreshError:
+    """What GKE / Compute Engine credentials raise when the metadata server cannot be reached."""
+    try:
+        try:
+            raise auth_exc.TransportError("Failed to retrieve token from the metadata service")
+        except auth_exc.TransportError as e:
+            raise auth_exc.RefreshError(e) from e  # as google.auth.compute_engine.credentials does
+    except auth_exc.RefreshError as refresh:
+        return refresh
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        auth_exc.TransportError("metadata server unreachable"),
+        _refresh_error_from_metadata_outage(),
+        auth_exc.RefreshError("temporarily_unavailable", retryable=True),
+    ],
+    ids=["transport", "refresh-caused-by-transport", "refresh-retryable"],
+)
+def test_a_failed_token_refresh_that_may_pass_is_retried(error: Exception) -> None:
+    t = FakeTime()
+    errors = [error, error]
+    seen: list[str] = []
+
+    def fn() -> str:
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    assert RetryPolicy(deadline=10).call(fn, "create", "n", on_retry=seen.append, sleep=t.sleep,
+                                         monotonic=t.monotonic) == "ok"  # fmt: skip
+    assert seen == ["create"] * 2
+
+
+def test_a_metadata_outage_past_the_deadline_is_a_transient_store_error() -> None:
+    t = FakeTime()
+
+    def fn() -> None:
+        t.now += 1
+        raise _refresh_error_from_metadata_outage()
+
+    with pytest.raises(StoreError) as err:
+        RetryPolicy(deadline=5).call(fn, "create", "n", sleep=t.sleep, monotonic=t.monotonic)
+    assert err.value.transient and isinstance(err.value.__cause__, auth_exc.RefreshError)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [auth_exc.RefreshError("invalid_grant: account not found"), auth_exc.DefaultCredentialsError("no ADC")],
+)
+def test_a_refused_token_refresh_is_a_permanent_store_error_at_once(error: Exception) -> None:
+    calls = []
+
+    def fn() -> None:
+        calls.append(1)
+        raise error
 
     with pytest.raises(StoreError) as err:
         RetryPolicy().call(fn, "create", "n", sleep=lambda s: None)
