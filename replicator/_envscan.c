@@ -1,13 +1,16 @@
 /* replicator._envscan: a wire scan of a serialized logpipe.v1.Envelope (proto/logpipe/v1/event.proto).
  *
- * scan(body) -> (envelope_id, category, event_count) | None
+ * scan(body, json_payloads=True) -> (envelope_id, category, event_count) | None
  *
  * Contract: the scan only ACCEPTS. It returns the tuple only when it is certain that
  *   (1) upb's Envelope.ParseFromString(body) succeeds (every field it meets is a known field with its declared wire
  *       type, every varint and length is well formed and in bounds, every proto3 string is strict UTF-8), and
- *   (2) the reference checks of service.envelope.decode on the parsed message pass: envelope_id is not empty, and
- *       every event's category equals the envelope's category and every event's event_id is not empty (proto3
- *       semantics: the last occurrence of a singular field wins).
+ *   (2) the reference checks of service.envelope.decode on the parsed message pass: envelope_id is 1-128 characters
+ *       of [A-Za-z0-9._-], every event's category equals the envelope's category, every event's event_id is not
+ *       empty, every event's event_time and ingest_time have seconds in [MIN_TIME_SECONDS, END_TIME_SECONDS) and
+ *       nanos in [0, 1e9), and, when json_payloads is true, every event's payload is strict UTF-8 (proto3
+ *       semantics: the last occurrence of a singular scalar field wins; occurrences of a message field merge).
+ *       The caller passes json_payloads true unless it knows the envelope's category is not a json one.
  * It returns None for anything else, including valid inputs it does not handle (unknown fields, groups, a known
  * field with another wire type, non-minimal tags): the caller then hands the message to the reference decoder,
  * which decides and gives the poison reason. It never reads outside the buffer and never crashes, whatever the
@@ -72,6 +75,21 @@ static int read_len(cursor *c, span *out) {
 static int utf8_ok(span s) {
     const uint8_t *p = s.p, *end = s.p + s.n;
     while (p < end) {
+        /* ASCII fast path: 32, then 8 bytes at a time while no byte has its high bit set (memcpy: any alignment). */
+        const uint64_t high = UINT64_C(0x8080808080808080);
+        while ((size_t)(end - p) >= 32) {
+            uint64_t w[4];
+            memcpy(w, p, 32);
+            if ((w[0] | w[1] | w[2] | w[3]) & high) break;
+            p += 32;
+        }
+        while ((size_t)(end - p) >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (w & high) break;
+            p += 8;
+        }
+        if (p >= end) break;
         uint8_t b = *p;
         if (b < 0x80) {
             p++;
@@ -107,8 +125,20 @@ static int read_string(cursor *c, uint32_t wire, span *out) {
     return utf8_ok(*out) ? 0 : -1;
 }
 
-/* google.protobuf.Timestamp: seconds = 1 (int64), nanos = 2 (int32), both varints. */
-static int scan_timestamp(span s) {
+/* The accepted event_time/ingest_time seconds: [1000-01-01T00:00:00Z, 9999-01-01T00:00:00Z), as
+ * service.envelope.MIN_TIME_SECONDS / END_TIME_SECONDS (tests compare the verdicts at the edges). */
+#define MIN_TIME_SECONDS INT64_C(-30610224000)
+#define END_TIME_SECONDS INT64_C(253370764800)
+
+typedef struct {
+    int64_t seconds;
+    int32_t nanos;
+} timestamp;
+
+/* google.protobuf.Timestamp: seconds = 1 (int64), nanos = 2 (int32), both varints. Updates *ts with the fields
+ * present (a repeated occurrence of the message field merges into it; last value of each scalar wins). int64 and
+ * int32 are read as upb does: the varint's low 64 (32) bits, two's complement. */
+static int scan_timestamp(span s, timestamp *ts) {
     cursor c = {s.p, s.p + s.n};
     while (c.p < c.end) {
         uint32_t field, wire;
@@ -116,8 +146,29 @@ static int scan_timestamp(span s) {
         if (read_tag(&c, &field, &wire) < 0) return -1;
         if ((field != 1 && field != 2) || wire != 0) return -1;
         if (read_varint(&c, 10, &v) < 0) return -1;
+        if (field == 1) {
+            ts->seconds = (int64_t)v;
+        } else {
+            ts->nanos = (int32_t)(uint32_t)v;
+        }
     }
     return 0;
+}
+
+static int timestamp_ok(timestamp ts) {
+    return ts.seconds >= MIN_TIME_SECONDS && ts.seconds < END_TIME_SECONDS && ts.nanos >= 0 && ts.nanos < 1000000000;
+}
+
+/* service.envelope.ENVELOPE_ID_RE: 1-128 characters of [A-Za-z0-9._-] (it becomes part of an object name). */
+static int envelope_id_ok(span s) {
+    if (s.n < 1 || s.n > 128) return 0;
+    for (size_t i = 0; i < s.n; i++) {
+        uint8_t b = s.p[i];
+        int ok = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '.' || b == '_' ||
+                 b == '-';
+        if (!ok) return 0;
+    }
+    return 1;
 }
 
 /* An entry of map<string, string> attributes: key = 1, value = 2. */
@@ -133,10 +184,14 @@ static int scan_map_entry(span s) {
     return 0;
 }
 
-/* One Event; its final event_id and category (last occurrence wins; absent = empty). */
-static int scan_event(span s, span *event_id, span *category) {
+/* One Event; its final event_id and category (last occurrence wins; absent = empty). Fails when its final
+ * event_time or ingest_time (absent = the epoch) is out of range, or, with json_payloads, its final payload is not
+ * UTF-8. */
+static int scan_event(span s, int json_payloads, span *event_id, span *category) {
     cursor c = {s.p, s.p + s.n};
     span none = {s.p, 0};
+    span payload = none;
+    timestamp event_time = {0, 0}, ingest_time = {0, 0};
     *event_id = none;
     *category = none;
     while (c.p < c.end) {
@@ -155,11 +210,13 @@ static int scan_event(span s, span *event_id, span *category) {
                 if (read_string(&c, wire, &sub) < 0) return -1;
                 break;
             case 3: /* event_time */
-            case 7: /* ingest_time */
-                if (wire != 2 || read_len(&c, &sub) < 0 || scan_timestamp(sub) < 0) return -1;
+                if (wire != 2 || read_len(&c, &sub) < 0 || scan_timestamp(sub, &event_time) < 0) return -1;
                 break;
-            case 4: /* payload: bytes, not checked */
-                if (wire != 2 || read_len(&c, &sub) < 0) return -1;
+            case 7: /* ingest_time */
+                if (wire != 2 || read_len(&c, &sub) < 0 || scan_timestamp(sub, &ingest_time) < 0) return -1;
+                break;
+            case 4: /* payload: bytes; only the last occurrence counts, checked below */
+                if (wire != 2 || read_len(&c, &payload) < 0) return -1;
                 break;
             case 5: /* attributes entry */
                 if (wire != 2 || read_len(&c, &sub) < 0 || scan_map_entry(sub) < 0) return -1;
@@ -168,13 +225,15 @@ static int scan_event(span s, span *event_id, span *category) {
                 return -1;
         }
     }
+    if (!timestamp_ok(event_time) || !timestamp_ok(ingest_time)) return -1;
+    if (json_payloads && !utf8_ok(payload)) return -1;
     return 0;
 }
 
 static int span_eq(span a, span b) { return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0); }
 
 /* The whole Envelope. 0 and its facts when every check passes; -1 otherwise. */
-static int scan_envelope(span s, span *envelope_id, span *category, Py_ssize_t *events) {
+static int scan_envelope(span s, int json_payloads, span *envelope_id, span *category, Py_ssize_t *events) {
     cursor c = {s.p, s.p + s.n};
     span none = {s.p, 0};
     span first_category = none; /* every event's category must equal this one, and it the envelope's */
@@ -193,7 +252,8 @@ static int scan_envelope(span s, span *envelope_id, span *category, Py_ssize_t *
                 if (read_string(&c, wire, category) < 0) return -1;
                 break;
             case 3: /* events */
-                if (wire != 2 || read_len(&c, &sub) < 0 || scan_event(sub, &ev_id, &ev_cat) < 0) return -1;
+                if (wire != 2 || read_len(&c, &sub) < 0 || scan_event(sub, json_payloads, &ev_id, &ev_cat) < 0)
+                    return -1;
                 if (ev_id.n == 0) return -1;
                 if (count == 0) {
                     first_category = ev_cat;
@@ -205,21 +265,26 @@ static int scan_envelope(span s, span *envelope_id, span *category, Py_ssize_t *
             case 4: /* frontend */
                 if (read_string(&c, wire, &sub) < 0) return -1;
                 break;
-            case 5: /* created */
-                if (wire != 2 || read_len(&c, &sub) < 0 || scan_timestamp(sub) < 0) return -1;
+            case 5: { /* created: not range-checked (the reference does not check it) */
+                timestamp created = {0, 0};
+                if (wire != 2 || read_len(&c, &sub) < 0 || scan_timestamp(sub, &created) < 0) return -1;
                 break;
+            }
             default:
                 return -1;
         }
     }
-    if (envelope_id->n == 0) return -1;
+    if (!envelope_id_ok(*envelope_id)) return -1;
     if (count > 0 && !span_eq(first_category, *category)) return -1;
     *events = count;
     return 0;
 }
 
-static PyObject *envscan_scan(PyObject *module, PyObject *arg) {
+static PyObject *envscan_scan(PyObject *module, PyObject *args) {
     (void)module;
+    PyObject *arg;
+    int json_payloads = 1;
+    if (!PyArg_ParseTuple(args, "O|p:scan", &arg, &json_payloads)) return NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     span body = {(const uint8_t *)view.buf, (size_t)view.len};
@@ -227,7 +292,7 @@ static PyObject *envscan_scan(PyObject *module, PyObject *arg) {
     Py_ssize_t events = 0;
     int rc;
     Py_BEGIN_ALLOW_THREADS;
-    rc = scan_envelope(body, &envelope_id, &category, &events);
+    rc = scan_envelope(body, json_payloads, &envelope_id, &category, &events);
     Py_END_ALLOW_THREADS;
     PyObject *result = NULL;
     if (rc < 0) {
@@ -245,10 +310,11 @@ static PyObject *envscan_scan(PyObject *module, PyObject *arg) {
 }
 
 static PyMethodDef envscan_methods[] = {
-    {"scan", envscan_scan, METH_O,
-     "scan(body) -> (envelope_id, category, event_count) | None\n\n"
+    {"scan", envscan_scan, METH_VARARGS,
+     "scan(body, json_payloads=True, /) -> (envelope_id, category, event_count) | None\n\n"
      "Accepts a serialized logpipe.v1.Envelope only when upb parses it and the reference checks pass (envelope_id\n"
-     "set, every event of the envelope's category with an event_id); None means: ask the reference decoder."},
+     "1-128 of [A-Za-z0-9._-], every event of the envelope's category with an event_id, event and ingest times in\n"
+     "range, UTF-8 payloads when json_payloads); None means: ask the reference decoder."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -117,9 +117,7 @@ class Worker:
                 self._publisher.topic_path(self._project, self._catalog.dead_letter_topic(tier)),
                 self._cfg.dead_letter_timeout,
             )
-            lander = Lander(
-                self._store, [c.name for c in self._catalog.categories_in(tier)], self._metrics, crash=self._crash
-            )
+            lander = Lander(self._store, self._catalog.categories_in(tier), self._metrics, crash=self._crash)
             handler = MessageHandler(
                 lander,
                 dlq,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import zstandard
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from replicator import decode as fast_decode
 from service.contract import Envelope
-from service.envelope import FORMAT, PoisonEnvelope, decode, encode
+from service.envelope import END_TIME_SECONDS, FORMAT, MIN_TIME_SECONDS, PoisonEnvelope, decode, encode
 
 pytestmark = pytest.mark.unit
 Attrs = dict[str, str]
@@ -44,14 +45,14 @@ def _path(name: str) -> Iterator[None]:
 PATHS = ["c", "python"]
 
 
-def _verdict(fn: Callable[..., Envelope], data: bytes, attrs: Attrs, **kw: int) -> object:
+def _verdict(fn: Callable[..., Envelope], data: bytes, attrs: Attrs, **kw: Any) -> object:
     try:
         return fn(data, attrs, **kw).SerializeToString()
     except PoisonEnvelope as p:
         return ("poison", p.reason, p.detail)
 
 
-def _same(data: bytes, attrs: Attrs, **kw: int) -> object:
+def _same(data: bytes, attrs: Attrs, **kw: Any) -> object:
     ref = _verdict(decode, data, attrs, **kw)
     for name in PATHS:
         with _path(name):
@@ -164,3 +165,142 @@ def test_landing_without_claimed_hours_uses_the_checked_body(name: str) -> None:
     assert (landed.envelope_id, landed.category, landed.events, landed.created) == ("env-1", "ads_click", 3, 1)
     assert store.read(landed.names[0]) == ENC.data
     assert (nothing.names, nothing.events) == ((), 0)
+
+
+# --- what the finalizer cannot convert or name is poison at landing, on every path (G1, G5) ---
+JSON = frozenset({"ads_click"})  # ads_click is a json category, login_event a bytes one in these cases
+
+
+def _bad(mutate: Callable[[Envelope], None], category: str = "ads_click") -> tuple[bytes, Attrs]:
+    env = _env(4, category)
+    mutate(env)
+    raw = env.SerializeToString()  # encode() would compute min/max attributes, which a third party may not
+    attrs = {**BASE, "envelope_id": env.envelope_id, "category": category, "uncompressed_bytes": str(len(raw))}
+    return zstandard.ZstdCompressor().compress(raw), attrs
+
+
+def _set(path: str, value: object) -> Callable[[Envelope], None]:
+    """Sets ``events[2].<path>`` (e.g. ``event_time.seconds``)."""
+
+    def mutate(env: Envelope) -> None:
+        target: Any = env.events[2]
+        *parents, leaf = path.split(".")
+        for p in parents:
+            target = getattr(target, p)
+        setattr(target, leaf, value)
+
+    return mutate
+
+
+# (mutation, category, reason when the category is json, reason when not): None = valid
+POISON: dict[str, tuple[Callable[[Envelope], None], str, str | None, str | None]] = {
+    "event_time_1e12": (
+        _set("event_time.seconds", 10**12),
+        "ads_click",
+        "event_time_out_of_range",
+        "event_time_out_of_range",
+    ),
+    "event_time_before_year_1000": (
+        _set("event_time.seconds", MIN_TIME_SECONDS - 1),
+        "ads_click",
+        "event_time_out_of_range",
+        "event_time_out_of_range",
+    ),
+    "event_time_first_valid": (_set("event_time.seconds", MIN_TIME_SECONDS), "ads_click", None, None),
+    "event_time_last_valid": (_set("event_time.seconds", END_TIME_SECONDS - 1), "ads_click", None, None),
+    "event_time_year_9999": (
+        _set("event_time.seconds", END_TIME_SECONDS),
+        "ads_click",
+        "event_time_out_of_range",
+        "event_time_out_of_range",
+    ),
+    "event_time_negative_nanos": (
+        _set("event_time.nanos", -1),
+        "ads_click",
+        "event_time_out_of_range",
+        "event_time_out_of_range",
+    ),
+    "ingest_time_1e12": (
+        _set("ingest_time.seconds", 10**12),
+        "ads_click",
+        "ingest_time_out_of_range",
+        "ingest_time_out_of_range",
+    ),
+    "ingest_time_nanos_1e9": (
+        _set("ingest_time.nanos", 10**9),
+        "ads_click",
+        "ingest_time_out_of_range",
+        "ingest_time_out_of_range",
+    ),
+    "payload_not_utf8_json": (_set("payload", b"\xff\xfe{"), "ads_click", "payload_not_utf8", None),
+    "payload_not_utf8_bytes": (_set("payload", b"\xff\xfe{"), "login_event", None, None),
+    "envelope_id_1100": (
+        lambda e: setattr(e, "envelope_id", "a" * 1100),
+        "ads_click",
+        "bad_envelope_id",
+        "bad_envelope_id",
+    ),
+    "envelope_id_newline": (
+        lambda e: setattr(e, "envelope_id", "x\ny"),
+        "ads_click",
+        "bad_envelope_id",
+        "bad_envelope_id",
+    ),
+    "envelope_id_slash": (
+        lambda e: setattr(e, "envelope_id", "a/b"),
+        "ads_click",
+        "bad_envelope_id",
+        "bad_envelope_id",
+    ),
+    "envelope_id_empty": (
+        lambda e: setattr(e, "envelope_id", ""),
+        "ads_click",
+        "missing_envelope_id",
+        "missing_envelope_id",
+    ),
+    "envelope_id_bench": (lambda e: setattr(e, "envelope_id", "bench-1-0000001"), "ads_click", None, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POISON))
+@pytest.mark.parametrize("attrs_kind", ["full", "format_only"])
+def test_unconvertible_envelopes_are_poison_on_every_path(case: str, attrs_kind: str) -> None:
+    """The reference gives the reason; both fast paths agree (same reason and detail, never an accept). With only
+    the format attributes the fast path does not know the category before the scan, and must still check."""
+    mutate, category, json_reason, bytes_reason = POISON[case]
+    data, attrs = _bad(mutate, category)
+    if attrs_kind == "format_only":
+        attrs = dict(BASE)
+    for json_categories, want in (
+        (JSON, json_reason if category in JSON else bytes_reason),
+        (frozenset(), bytes_reason),
+    ):
+        verdict = _same(data, attrs, json_categories=json_categories)
+        got = verdict[1] if isinstance(verdict, tuple) else None
+        assert got == want, (json_categories, verdict)
+
+
+@pytest.mark.parametrize("name", PATHS)
+def test_the_fast_path_is_taken_for_a_json_category(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The new checks do not send a normal envelope (UTF-8 payloads, current times) to the reference."""
+
+    def fail(*_: object, **__: object) -> Envelope:
+        raise AssertionError("fell back to service.envelope.decode")
+
+    monkeypatch.setattr(fast_decode.envelope_format, "decode", fail)
+    with _path(name):
+        for attrs in (ENC.attributes, BASE):
+            checked = fast_decode.check_envelope(ENC.data, attrs, json_categories=JSON)
+            assert (checked.envelope_id, checked.event_count) == ("env-1", 3)
+
+
+def test_a_frame_stating_more_than_the_limit_is_refused_before_decompressing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bomb that states its size (any one-shot zstd compressor writes it) costs nothing: too_large from the header."""
+    bomb = zstandard.ZstdCompressor(level=19).compress(b"\0" * (16 << 20))
+    monkeypatch.setattr(zstandard, "ZstdDecompressor", None)  # any decompression would now raise TypeError
+    for name in PATHS:
+        with _path(name):
+            with pytest.raises(PoisonEnvelope) as info:
+                fast_decode.check_envelope(bomb, BASE, max_uncompressed=1 << 20)
+            assert info.value.reason == "too_large"
+            assert "states 16777216" in info.value.detail

@@ -2,7 +2,9 @@
 
 The reference is ``service.envelope.decode`` on the same body: upb's parse plus the envelope/event checks. The scan
 may return None for a valid body it does not handle (unknown fields, other wire types), never the other way round;
-for envelopes as the front-end writes them it must accept exactly when the reference does."""
+for envelopes as the front-end writes them it must accept exactly when the reference does. Every comparison runs in
+both payload modes: ``scan(body, True)`` against the reference for a json category (payloads must be UTF-8) and
+``scan(body, False)`` against it for a bytes category."""
 
 from __future__ import annotations
 
@@ -15,40 +17,58 @@ from hypothesis import strategies as st
 
 from replicator import decode as fast_decode
 from service.contract import Envelope
-from service.envelope import FORMAT, PoisonEnvelope, decode
+from service.envelope import END_TIME_SECONDS, FORMAT, MIN_TIME_SECONDS, PoisonEnvelope, decode
 from service.frontend.wire import varint
 
 pytestmark = pytest.mark.unit
 ATTRS = {"logpipe_format": FORMAT, "logpipe_compression": "zstd"}
 _ZSTD = zstandard.ZstdCompressor(level=1)
+MODES = (True, False)  # json_payloads: the envelope's category is a json one, or a bytes one
 
 
-def _scan(raw: bytes) -> tuple[str, str, int] | None:
+class _Every(frozenset[str]):
+    """``json_categories`` for the reference that contains every category (the scan's ``json_payloads=True``)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def _scan(raw: bytes, json_payloads: bool = True) -> tuple[str, str, int] | None:
     assert fast_decode.SCAN is not None
-    return fast_decode.SCAN(raw)
+    return fast_decode.SCAN(raw, json_payloads)
 
 
-def _reference(raw: bytes) -> tuple[str, str, int] | None:
+def _reference(raw: bytes, json_payloads: bool = True) -> tuple[str, str, int] | None:
     """The reference's facts for a body, or None when it is poison."""
     try:
-        env = decode(_ZSTD.compress(raw), ATTRS)
+        env = decode(_ZSTD.compress(raw), ATTRS, json_categories=_Every() if json_payloads else frozenset())
     except PoisonEnvelope:
         return None
     return env.envelope_id, env.category, len(env.events)
 
 
+def _reason(raw: bytes, json_payloads: bool = True) -> str | None:
+    try:
+        decode(_ZSTD.compress(raw), ATTRS, json_categories=_Every() if json_payloads else frozenset())
+    except PoisonEnvelope as p:
+        return p.reason
+    return None
+
+
 def _only_accepts(raw: bytes) -> tuple[str, str, int] | None:
-    """Asserts the scan's contract for ``raw``; returns the reference's verdict."""
-    got = _scan(raw)
-    ref = _reference(raw)
-    if got is not None:
-        assert got == ref, raw[:200]
-    return ref
+    """Asserts the scan's contract for ``raw`` in both modes; returns the reference's verdict (json mode)."""
+    for mode in MODES:
+        got = _scan(raw, mode)
+        ref = _reference(raw, mode)
+        if got is not None:
+            assert got == ref, (mode, raw[:200])
+    return _reference(raw)
 
 
 def _exact(raw: bytes) -> None:
-    """For bodies the scan handles: the same verdict as the reference, accept and reject alike."""
-    assert _scan(raw) == _reference(raw), raw[:200]
+    """For bodies the scan handles: the same verdict as the reference, accept and reject alike, in both modes."""
+    for mode in MODES:
+        assert _scan(raw, mode) == _reference(raw, mode), (mode, raw[:200])
 
 
 def test_the_extension_is_built() -> None:
@@ -68,6 +88,22 @@ def _event(eid: bytes = b"e-1", cat: bytes = b"app_log", extra: bytes = b"") -> 
 
 def _body(*events: bytes, eid: bytes = b"env-1", cat: bytes = b"app_log", tail: bytes = b"") -> bytes:
     return _ld(1, eid) + _ld(2, cat) + b"".join(events) + _ld(4, b"fe") + tail
+
+
+def _ts(seconds: int | None = None, nanos: int | None = None) -> bytes:
+    """A google.protobuf.Timestamp's wire bytes (int64/int32 as two's complement varints, as protobuf writes them)."""
+    out = b""
+    if seconds is not None:
+        out += b"\x08" + varint(seconds & (2**64 - 1))
+    if nanos is not None:
+        out += b"\x10" + varint(nanos & (2**64 - 1))
+    return out
+
+
+def _timed(field: int, seconds: int | None = None, nanos: int | None = None) -> bytes:
+    """A body whose one event has ``field`` (3 = event_time, 7 = ingest_time) set by a further occurrence (which
+    merges into the first one, as upb does)."""
+    return _body(_event(extra=_ld(field, _ts(seconds, nanos))))
 
 
 GOOD = _body(_event(b"a"), _event(b"b", extra=_ld(5, _ld(1, b"k") + _ld(2, b"v")) + _ld(6, b"p") + _ld(8, b"c")))
@@ -121,6 +157,65 @@ WIRE_CASES: dict[str, bytes] = {
     "frontend_not_utf8": _body(_event(), tail=_ld(4, b"\x80")),
     "client_id_not_utf8": _body(_event(extra=_ld(8, b"\xf5\x80\x80\x80"))),
 }
+# What landing must refuse because the finalizer cannot convert it (times, JSON payload text) or name it (ids), each
+# with the reference's reason (None: valid). (name, body, reason in a json category, reason in a bytes category)
+POISON_CASES: dict[str, tuple[bytes, str | None, str | None]] = {
+    "event_time_1e12": (_timed(3, 10**12), "event_time_out_of_range", "event_time_out_of_range"),
+    "event_time_min": (_timed(3, MIN_TIME_SECONDS), None, None),
+    "event_time_below_min": (_timed(3, MIN_TIME_SECONDS - 1), "event_time_out_of_range", "event_time_out_of_range"),
+    "event_time_last": (_timed(3, END_TIME_SECONDS - 1, 999_999_999), None, None),
+    "event_time_end": (_timed(3, END_TIME_SECONDS), "event_time_out_of_range", "event_time_out_of_range"),
+    "event_time_int64_min": (_timed(3, -(2**63)), "event_time_out_of_range", "event_time_out_of_range"),
+    "event_time_int64_max": (_timed(3, 2**63 - 1), "event_time_out_of_range", "event_time_out_of_range"),
+    "event_time_negative_nanos": (_timed(3, nanos=-1), "event_time_out_of_range", "event_time_out_of_range"),
+    "event_time_1e9_nanos": (_timed(3, nanos=10**9), "event_time_out_of_range", "event_time_out_of_range"),
+    "event_time_int32_min_nanos": (_timed(3, nanos=-(2**31)), "event_time_out_of_range", "event_time_out_of_range"),
+    # An int32 read from a wider varint keeps its low 32 bits (upb): 2**32 + 5 is 5.
+    "event_time_nanos_past_32_bits": (_timed(3, nanos=2**32 + 5), None, None),
+    "event_time_nanos_low_bits_bad": (_timed(3, nanos=2**33 - 1), "event_time_out_of_range", "event_time_out_of_range"),
+    "event_time_merged_bad_then_good": (
+        _body(_event(extra=_ld(3, _ts(10**12)) + _ld(3, _ts(1_764_162_000)))),
+        None,
+        None,
+    ),
+    "event_time_merged_keeps_bad_seconds": (
+        _body(_event(extra=_ld(3, _ts(10**12)) + _ld(3, _ts(nanos=5)))),
+        "event_time_out_of_range",
+        "event_time_out_of_range",
+    ),
+    "ingest_time_1e12": (_timed(7, 10**12), "ingest_time_out_of_range", "ingest_time_out_of_range"),
+    "ingest_time_below_min": (_timed(7, MIN_TIME_SECONDS - 1), "ingest_time_out_of_range", "ingest_time_out_of_range"),
+    "ingest_time_end": (_timed(7, END_TIME_SECONDS), "ingest_time_out_of_range", "ingest_time_out_of_range"),
+    "ingest_time_negative_nanos": (_timed(7, 5, -1), "ingest_time_out_of_range", "ingest_time_out_of_range"),
+    "ingest_time_ok": (_timed(7, 1_764_162_000, 999_999_999), None, None),
+    "ingest_time_empty": (_body(_event(extra=_ld(7, b""))), None, None),
+    "created_out_of_range": (_body(_event(), tail=_ld(5, _ts(10**12, -1))), None, None),  # not an event's time
+    "payload_not_utf8": (_body(_event(extra=_ld(4, b"\xff\xfe{"))), "payload_not_utf8", None),
+    "payload_surrogate": (_body(_event(extra=_ld(4, b'{"a":"\xed\xa0\x80"}'))), "payload_not_utf8", None),
+    "payload_bad_after_16_ascii": (_body(_event(extra=_ld(4, b"x" * 16 + b"\xc3"))), "payload_not_utf8", None),
+    "payload_bad_last_wins": (_body(_event(extra=_ld(4, b"\xff") + _ld(4, b"{}"))), None, None),
+    "payload_good_then_bad": (_body(_event(extra=_ld(4, b"{}") + _ld(4, b"\xff"))), "payload_not_utf8", None),
+    "payload_utf8_long": (_body(_event(extra=_ld(4, ("é€😀" * 40 + "a" * 17).encode()))), None, None),
+    "payload_binary_second_event": (
+        _body(_event(b"a"), _event(b"b", extra=_ld(4, bytes(range(256))))),
+        "payload_not_utf8",
+        None,
+    ),
+    "envelope_id_uuid7": (_body(_event(), eid=b"019ac5e2-7f3b-7c1d-9a4e-0123456789ab"), None, None),
+    "envelope_id_bench": (_body(_event(), eid=b"bench-1-0000001"), None, None),
+    "envelope_id_128": (_body(_event(), eid=b"a" * 128), None, None),
+    "envelope_id_all_classes": (_body(_event(), eid=b"AZaz09._-"), None, None),
+    "envelope_id_129": (_body(_event(), eid=b"a" * 129), "bad_envelope_id", "bad_envelope_id"),
+    "envelope_id_1100": (_body(_event(), eid=b"a" * 1100), "bad_envelope_id", "bad_envelope_id"),
+    "envelope_id_newline": (_body(_event(), eid=b"x\ny"), "bad_envelope_id", "bad_envelope_id"),
+    "envelope_id_trailing_newline": (_body(_event(), eid=b"xy\n"), "bad_envelope_id", "bad_envelope_id"),
+    "envelope_id_slash": (_body(_event(), eid=b"../../logs/x"), "bad_envelope_id", "bad_envelope_id"),
+    "envelope_id_space": (_body(_event(), eid=b"a b"), "bad_envelope_id", "bad_envelope_id"),
+    "envelope_id_non_ascii": (_body(_event(), eid="ü".encode()), "bad_envelope_id", "bad_envelope_id"),
+    "envelope_id_nul": (_body(_event(), eid=b"a\x00"), "bad_envelope_id", "bad_envelope_id"),
+    "envelope_id_empty": (_body(_event(), eid=b""), "missing_envelope_id", "missing_envelope_id"),
+    "envelope_id_last_bad": (_body(_event(), tail=_ld(1, b"a/b")), "bad_envelope_id", "bad_envelope_id"),
+}
 UTF8 = {
     "ascii": b"abc",
     "two_byte": "é".encode(),
@@ -162,13 +257,35 @@ def test_the_scan_accepts_what_it_should() -> None:
         "timestamp_10_byte_varint",
         "created",
         "map_entry_empty",
-        "payload_not_utf8",
     }
-    assert _scan(GOOD) == ("env-1", "app_log", 2)
+    # In a bytes category the payload is opaque: its UTF-8 does not matter.
+    assert {k for k, raw in WIRE_CASES.items() if _scan(raw, False) is not None} == accepted | {"payload_not_utf8"}
+    assert _scan(GOOD) == _scan(GOOD, False) == ("env-1", "app_log", 2)
+
+
+@pytest.mark.parametrize("case", sorted(POISON_CASES))
+def test_poison_cases_have_the_reference_reason_and_the_scan_agrees(case: str) -> None:
+    """Each out-of-range time, bad envelope id and non-UTF-8 json payload is poison with its reason in the
+    reference; the scan accepts exactly the valid ones (these are all bodies it handles)."""
+    raw, json_reason, bytes_reason = POISON_CASES[case]
+    assert (_reason(raw, True), _reason(raw, False)) == (json_reason, bytes_reason)
+    _exact(raw)
+    assert (_scan(raw, True) is not None, _scan(raw, False) is not None) == (json_reason is None, bytes_reason is None)
+
+
+def test_the_scan_defaults_to_checking_payloads() -> None:
+    """Without the mode argument the scan is the strict one: it can only accept less."""
+    from replicator._envscan import scan
+
+    raw = POISON_CASES["payload_not_utf8"][0]
+    assert scan(raw) is None
+    assert scan(raw, False) is not None
 
 
 @pytest.mark.parametrize("case", sorted(UTF8))
-@pytest.mark.parametrize("where", ["envelope_id", "category", "event_id", "producer", "map_value", "frontend"])
+@pytest.mark.parametrize(
+    "where", ["envelope_id", "category", "event_id", "producer", "map_value", "frontend", "payload"]
+)
 def test_utf8_as_upb(case: str, where: str) -> None:
     s = UTF8[case]
     bodies = {
@@ -178,6 +295,7 @@ def test_utf8_as_upb(case: str, where: str) -> None:
         "producer": _body(_event(extra=_ld(6, s))),
         "map_value": _body(_event(extra=_ld(5, _ld(1, b"k") + _ld(2, s)))),
         "frontend": _body(_event(), tail=_ld(4, s)),
+        "payload": _body(_event(extra=_ld(4, b"0123456789abcdef" + s + b"ghij"))),  # after the 8-byte ASCII steps
     }
     _exact(bodies[where])
 
@@ -219,11 +337,24 @@ def test_single_byte_mutations_of_a_real_envelope() -> None:
 # --- generated envelopes: the shapes the front-end writes, and every kind of bad one ---
 _text = st.text(alphabet=st.characters(codec="utf-8"), max_size=6)
 _cats = st.sampled_from(["app_log", "ads_click", "", "é"])
+_ids = st.one_of(  # mostly valid ids, so that the events' checks get their turn
+    st.just("env-1"),
+    st.just("bench-1-0000001"),
+    st.sampled_from(["", "ü", "a/b", "x\n", "a" * 128, "a" * 129]),
+)
+# Seconds: mostly the edges of the accepted range and ordinary times, sometimes anything an int64 holds.
+_seconds = st.one_of(
+    st.sampled_from([MIN_TIME_SECONDS - 1, MIN_TIME_SECONDS, 0, END_TIME_SECONDS - 1, END_TIME_SECONDS, 10**12]),
+    st.integers(MIN_TIME_SECONDS, END_TIME_SECONDS - 1),
+    st.integers(-(2**63), 2**63 - 1),
+)
+_nanos = st.one_of(st.integers(0, 999_999_999), st.sampled_from([-1, 10**9]), st.integers(-(2**31), 2**31 - 1))
+_payloads = st.one_of(st.binary(max_size=8), _text.map(str.encode), st.binary(min_size=9, max_size=40))
 
 
 @st.composite
 def _envelopes(draw: st.DrawFn) -> Envelope:
-    env = Envelope(envelope_id=draw(st.sampled_from(["env-1", "", "ü"])), category=draw(_cats))
+    env = Envelope(envelope_id=draw(_ids), category=draw(_cats))
     if draw(st.booleans()):
         env.frontend = draw(_text)
     if draw(st.booleans()):
@@ -232,13 +363,16 @@ def _envelopes(draw: st.DrawFn) -> Envelope:
         e = env.events.add(
             event_id=draw(st.sampled_from(["id", "", "ïd"])),
             category=draw(st.one_of(st.just(env.category), _cats)),
-            payload=draw(st.binary(max_size=8)),
+            payload=draw(_payloads),
             producer=draw(_text),
             client_id=draw(_text),
         )
         if draw(st.booleans()):
-            e.event_time.seconds = draw(st.integers(-(2**63), 2**63 - 1))
-            e.event_time.nanos = draw(st.integers(-(2**31), 2**31 - 1))
+            e.event_time.seconds = draw(_seconds)
+            e.event_time.nanos = draw(_nanos)
+        if draw(st.booleans()):
+            e.ingest_time.seconds = draw(_seconds)
+            e.ingest_time.nanos = draw(_nanos)
         for k, v in draw(st.dictionaries(_text, _text, max_size=2)).items():
             e.attributes[k] = v
     return env
