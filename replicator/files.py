@@ -29,7 +29,9 @@ from service.catalog import Category, FileFormat
 #: (values, NULL rules), ``records.RowFileWriter`` (codec, compression level, JSON layout, timestamp text) or, here,
 #: the cut rule or the sync marker derivation. It is part of the TOKEN, so a new version never reuses, and never
 #: conflicts with, the part files an older version left behind when it crashed before its commit.
-ENCODING_VERSION: Final = 1
+#: History: 2 -- events without a valid row are rejected (not written) and unrepresentable extracted fields are NULL;
+#: version 1 wrote some of them (an Avro file with an out-of-range event_time) before failing the whole generation.
+ENCODING_VERSION: Final = 2
 
 
 def content_fingerprint(category: Category, target_bytes: int) -> bytes:
@@ -61,6 +63,11 @@ class ConflictingDataFile(ReplicatorError):
     """
 
 
+class RowRefused(ReplicatorError):
+    """The encoder refused a row (a row ``records.event_to_row`` should not have produced: a bug there). The current
+    file may hold part of the row, so the writer must not be used afterwards."""
+
+
 class FileWriter:
     """Streams rows into the current file and writes it once its encoded size reaches ``target_bytes``.
 
@@ -85,11 +92,17 @@ class FileWriter:
         self.files: list[DataFile] = []
 
     def add(self, row: Row) -> None:
-        """Append ``row``; writes a file when it is full. Raises ``StoreError``/``ConflictingDataFile``."""
+        """Append ``row``; writes a file when it is full. Raises ``StoreError``/``ConflictingDataFile``, and
+        ``RowRefused`` (with the encoder's error as ``__cause__``) when the row does not encode."""
         if self._current is None:
             marker = hashlib.sha256(self._name_of(len(self.files)).encode()).digest()[:16]
             self._current = RowFileWriter(self._category, sync_marker=marker)
-        self._current.write(row)
+        try:
+            self._current.write(row)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise RowRefused(f"{type(exc).__name__}: {exc}"[:300]) from exc
         if self._current.size >= self._target:
             self.flush()
 

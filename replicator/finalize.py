@@ -5,8 +5,15 @@ Contract of ``Finalizer.finalize_partition``:
     ``_SUCCESS`` exists. Returns the manifests this call committed.
   * Safe to run concurrently from any number of processes and to kill at any point: the manifest, created only if
     absent, is the single commit point; a loser of a race retries with what the winner did not consume.
+  * An event that has no valid row (``records.UnconvertibleEvent`` or any other conversion error) never blocks the
+    partition: it is not committed, listed in the manifest's ``rejected`` (counted in ``rejected_total``), counted in
+    ``logpipe_replicator_unconvertible_events_total{category,reason}``, logged at ERROR, and its staging object is
+    copied to ``quarantine/`` (``quarantine_object``). The rejected set is a pure function of the pending objects, like
+    the files. A rejected event's id is not "seen": a valid copy of it (later in the generation or in a delta) is
+    committed once.
   * Raises ``StoreError`` (store unavailable), ``ManifestError`` (a corrupt manifest), ``ConflictingDataFile``,
-    ``PoisonEnvelope`` (a corrupt staging object): nothing is committed by the failing attempt; other partitions are
+    ``PoisonEnvelope`` (a corrupt staging object; not one that only breaks a newer landing rule, see
+    ``decode_landed``): nothing is committed by the failing attempt; other partitions are
     unaffected.
 """
 
@@ -20,27 +27,36 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import zstandard
+
 from replicator import records
 from replicator.crash import CrashPoints
-from replicator.files import FileWriter, content_fingerprint
+from replicator.files import FileWriter, RowRefused, content_fingerprint
 from replicator.layout import Layout, Partition
-from replicator.manifest import DataFile, Manifest
+from replicator.manifest import DataFile, Manifest, RejectedEvent
 from replicator.metrics import Metrics
 from replicator.readahead import ordered_map
 from replicator.scan import NameSetDigest, PartitionState, partitions_to_finalize, read_partition
 from replicator.store import ObjectStore
 from service import envelope as envelope_format
 from service.catalog import Catalog, Category
+from service.contract import Envelope, Event
 
 log = logging.getLogger(__name__)
 MAX_RACE_RETRIES = 20
 MAX_GENERATIONS_PER_CALL = 10
 _READ_AHEAD_MAX_BYTES = 4 * 1024 * 1024  # data files read ahead 16 at a time only below this size
 SUCCESS_FORMAT = "logpipe.success.v1"
+#: Rejected (unconvertible) events listed per manifest; ``rejected_total`` still counts them all (G4: bounded).
+MAX_REJECTED_LISTED = 1000
+#: Rows the encoder may refuse per generation (each costs a rewrite of the generation) before the partition fails.
+MAX_ENCODER_REFUSALS = 20
+QUARANTINE_PREFIX = "quarantine"
+STAGING_CONTENT_TYPE = "application/vnd.logpipe.envelope+zstd"  # landing.CONTENT_TYPE
 
 
 class CommitListener(Protocol):
@@ -80,6 +96,83 @@ def generation_token(generation: int, sources: Iterable[str], category: Category
     for s in sorted(sources):
         h.update(s.encode() + b"\n")
     return h.hexdigest()[:16]
+
+
+#: ``PoisonEnvelope`` reasons that mean the bytes are not an envelope at all (a corrupt object). Any other reason is a
+#: rule about the content, possibly newer than the object (landing validated it under the rules of its day).
+_CORRUPT = frozenset({"unknown_format", "unknown_compression", "too_large", "bad_compression", "bad_protobuf"})
+
+
+def decode_landed(data: bytes, metadata: Mapping[str, str]) -> Envelope:
+    """The envelope of a landed staging object.
+
+    ``envelope_format.decode`` refuses envelopes that break its content rules (event times, payload encoding, the
+    ``envelope_id`` syntax); landing dead-letters those. An object that landed before a rule existed must not become
+    undecodable, or its partition could never commit (G1, G5): it is parsed anyway, and its events are judged one by
+    one (``_check_event``, ``records.event_to_row``). Raises ``PoisonEnvelope`` only for a corrupt object.
+    """
+    try:
+        return envelope_format.decode(data, dict(metadata) or None)
+    except envelope_format.PoisonEnvelope as exc:
+        if exc.reason in _CORRUPT:
+            raise
+        env = Envelope()  # decode got past decompression and parsing: the same bytes parse again
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            env.ParseFromString(reader.read(envelope_format.DEFAULT_MAX_UNCOMPRESSED + 1))
+        log.warning(
+            "staging object of envelope %r predates a landing rule (%s); judging its events", env.envelope_id, exc
+        )
+        return env
+
+
+def _check_event(event: Event, category: str) -> None:
+    """What ``envelope_format.decode`` checks per event and ``records.event_to_row`` does not."""
+    if event.category != category:
+        raise records.UnconvertibleEvent("wrong_category", f"event of category {event.category[:64]!r} in {category}")
+    if not event.event_id:
+        raise records.UnconvertibleEvent("missing_event_id", "event has no event_id")
+
+
+def quarantine_object(staging_name: str, layout: Layout) -> str:
+    """``quarantine/<category>/YYYY/MM/DD/HH/<envelope_id>.pb.zst``: where the raw bytes of a staging object with
+    rejected events are kept (staging objects are deleted by the bucket's lifecycle rule)."""
+    return f"{QUARANTINE_PREFIX}/{staging_name.removeprefix(layout.staging_prefix + '/')}"
+
+
+def _reason(exc: Exception) -> tuple[str, str]:
+    """(reason code, detail) of a conversion error; pure functions of the event, as the manifest needs."""
+    if isinstance(exc, records.UnconvertibleEvent):
+        return exc.reason, exc.detail
+    return "conversion_error", f"{type(exc).__name__}: {exc}"[:300]
+
+
+class _EncoderRefused(Exception):
+    """``FileWriter.add`` refused a row that ``event_to_row`` produced (``files.RowRefused``): the generation is
+    rewritten without that event."""
+
+    def __init__(self, rejected: RejectedEvent) -> None:
+        super().__init__(f"{rejected.source}[{rejected.index}] {rejected.event_id}: {rejected.detail}")
+        self.rejected = rejected
+
+
+@dataclass
+class _Generation:
+    """What ``_write_generation`` produced: files, counts, the event time range, the rejected events."""
+
+    files: list[DataFile] = field(default_factory=list)
+    duplicates: int = 0
+    misplaced: int = 0
+    lo: int | None = None
+    hi: int | None = None
+    rejected: list[RejectedEvent] = field(default_factory=list)  # the first MAX_REJECTED_LISTED (G4)
+    rejected_total: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, r: RejectedEvent) -> None:
+        self.rejected_total += 1
+        self.rejected_by_reason[r.reason] = self.rejected_by_reason.get(r.reason, 0) + 1
+        if len(self.rejected) < MAX_REJECTED_LISTED:
+            self.rejected.append(r)
 
 
 @dataclass
@@ -181,42 +274,20 @@ class Finalizer:
         generation = state.generation + 1
         sources = tuple(o.name for o in state.pending)
         token = generation_token(generation, sources, category, self.settings.target_file_bytes)
-        seen = self._prior_event_ids(state)  # becomes generations 1..G+1 if this commit wins
-        duplicates = 0
-        lo: int | None = None
-        hi: int | None = None
-
-        def on_file(f: DataFile, created: bool) -> None:
-            kind = self.metrics.objects_written if created else self.metrics.objects_existing
-            kind.labels("data").inc()
-            self.crash.point("finalize.after_data_file")
-
-        writer = FileWriter(
-            self.store,
-            category,
-            self.settings.target_file_bytes,
-            lambda i: self.layout.data_file(p, generation, token, i, category.file_format),
-            on_file,
-        )
-        hour_start = int(p.hour.timestamp())
-        misplaced = 0
-        # Read ahead (bounded): a partition may hold thousands of small staging objects; their round trips overlap.
-        for obj, data in ordered_map(lambda o: (o, self.store.read(o.name)), state.pending, window=16):
-            env = envelope_format.decode(data, dict(obj.metadata) or None)
-            for event in env.events:
-                if not hour_start <= event.event_time.seconds < hour_start + 3600:
-                    misplaced += 1  # its envelope's min/max attributes lied; kept here: never lost, never twice
-                if event.event_id in seen:
-                    duplicates += 1
-                    continue
-                seen.add(event.event_id)
-                row = records.event_to_row(event, category, env.envelope_id)
-                t = row["event_time"]
-                lo = t if lo is None else min(lo, t)
-                hi = t if hi is None else max(hi, t)
-                writer.add(row)
-        writer.flush()
-        files = tuple(writer.files)
+        refused: dict[tuple[str, int], RejectedEvent] = {}
+        while True:
+            seen = self._prior_event_ids(state)  # becomes generations 1..G+1 if this commit wins
+            try:
+                out = self._write_generation(state, generation, token, seen, refused)
+                break
+            except _EncoderRefused as exc:
+                # A row event_to_row accepted but the encoder refused (a bug in records): reject that event and
+                # rewrite the generation without it. Deterministic, so the files before it are reused (412 + crc).
+                if len(refused) >= MAX_ENCODER_REFUSALS:
+                    raise
+                refused[(exc.rejected.source, exc.rejected.index)] = exc.rejected
+        files = tuple(out.files)
+        listed = tuple(out.rejected[:MAX_REJECTED_LISTED])
         manifest = Manifest(
             category=p.category,
             partition_hour=p.hour,
@@ -224,12 +295,14 @@ class Finalizer:
             token=token,
             files=files,
             total_events=sum(f.events for f in files),
-            min_event_time=None if lo is None else envelope_format.rfc3339(records.micros_to_datetime(lo)),
-            max_event_time=None if hi is None else envelope_format.rfc3339(records.micros_to_datetime(hi)),
+            min_event_time=None if out.lo is None else envelope_format.rfc3339(records.micros_to_datetime(out.lo)),
+            max_event_time=None if out.hi is None else envelope_format.rfc3339(records.micros_to_datetime(out.hi)),
             sources=sources,
             created=envelope_format.rfc3339(self.clock()),
             writer=self.settings.writer,
-            duplicates_dropped=duplicates,
+            duplicates_dropped=out.duplicates,
+            rejected_total=out.rejected_total,
+            rejected=listed,
         )
         name = self.layout.manifest(p, generation)
         res = self.store.create_if_absent(name, manifest.to_json(), None, "application/json")
@@ -244,20 +317,115 @@ class Finalizer:
                 self.store.delete(orphan)
             return None
         self.metrics.objects_written.labels("manifest").inc()
-        if misplaced:
-            self.metrics.misplaced_events.labels(p.category).inc(misplaced)
-            log.warning("%s: %d events outside the partition's hour (wrong envelope attributes)", name, misplaced)
-        if duplicates:
-            self.metrics.duplicates_dropped.labels(p.category).inc(duplicates)
+        if out.misplaced:
+            self.metrics.misplaced_events.labels(p.category).inc(out.misplaced)
+            log.warning("%s: %d events outside the partition's hour (wrong envelope attributes)", name, out.misplaced)
+        if out.duplicates:
+            self.metrics.duplicates_dropped.labels(p.category).inc(out.duplicates)
+        for reason, n in sorted(out.rejected_by_reason.items()):
+            self.metrics.unconvertible_events.labels(p.category, reason).inc(n)
+        for r in listed:
+            log.error(
+                "%s: event %s (#%d of %s) not committed, %s: %s; raw bytes in %s",
+                name,
+                r.event_id,
+                r.index,
+                r.source,
+                r.reason,
+                r.detail,
+                quarantine_object(r.source, self.layout),
+            )
+        if out.rejected_total > len(listed):
+            log.error("%s: %d more unconvertible events not listed", name, out.rejected_total - len(listed))
         log.info(
-            "committed %s: %d events in %d files, %d duplicates dropped",
+            "committed %s: %d events in %d files, %d duplicates dropped, %d rejected",
             name,
             manifest.total_events,
             len(files),
-            duplicates,
+            out.duplicates,
+            out.rejected_total,
         )
         self._ids_cache = (p, generation, seen)
         return name, manifest
+
+    def _write_generation(
+        self,
+        state: PartitionState,
+        generation: int,
+        token: str,
+        seen: set[str],
+        refused: dict[tuple[str, int], RejectedEvent],
+    ) -> _Generation:
+        """Step F3: read the pending objects in name order, dedup, convert and write the files of ``generation``.
+
+        Dedup comes first (a copy of an id already committed is a duplicate, whatever its content). An event without
+        a row (``records.UnconvertibleEvent``, any other conversion error, or a key of ``refused``) is rejected: not
+        written, not added to ``seen`` (so a valid copy of its id later in the partition is committed), counted, and
+        its source copied to ``quarantine/``. Raises ``_EncoderRefused`` when the encoder refuses a row.
+        """
+        p = state.partition
+        category = self.catalog.category(p.category)
+        out = _Generation()
+
+        def on_file(f: DataFile, created: bool) -> None:
+            kind = self.metrics.objects_written if created else self.metrics.objects_existing
+            kind.labels("data").inc()
+            self.crash.point("finalize.after_data_file")
+
+        writer = FileWriter(
+            self.store,
+            category,
+            self.settings.target_file_bytes,
+            lambda i: self.layout.data_file(p, generation, token, i, category.file_format),
+            on_file,
+        )
+        hour_start = int(p.hour.timestamp()) * 1_000_000
+        # Read ahead (bounded): a partition may hold thousands of small staging objects; their round trips overlap.
+        for obj, data in ordered_map(lambda o: (o, self.store.read(o.name)), state.pending, window=16):
+            env = decode_landed(data, obj.metadata)
+            quarantined = False
+            for index, event in enumerate(env.events):
+                if event.event_id in seen:
+                    out.duplicates += 1
+                    continue
+                rejected = refused.get((obj.name, index)) if refused else None
+                if rejected is None:
+                    try:
+                        _check_event(event, category.name)
+                        row = records.event_to_row(event, category, env.envelope_id)
+                    except MemoryError:
+                        raise
+                    except Exception as exc:  # no input may block the partition (G5); recorded, never dropped silently
+                        rejected = RejectedEvent(obj.name, event.event_id, index, *_reason(exc))
+                if rejected is not None:
+                    out.reject(rejected)
+                    if not quarantined:
+                        self._quarantine(obj.name, data, obj.metadata)
+                        quarantined = True
+                    continue
+                try:
+                    writer.add(row)
+                except RowRefused as exc:
+                    raise _EncoderRefused(
+                        RejectedEvent(obj.name, event.event_id, index, "encoding_error", str(exc))
+                    ) from exc
+                seen.add(event.event_id)
+                t = row["event_time"]
+                if not hour_start <= t < hour_start + 3_600_000_000:
+                    out.misplaced += 1  # its envelope's min/max attributes lied; kept here: never lost, never twice
+                out.lo = t if out.lo is None else min(out.lo, t)
+                out.hi = t if out.hi is None else max(out.hi, t)
+        writer.flush()
+        out.files = list(writer.files)
+        return out
+
+    def _quarantine(self, source: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        """Keep the raw bytes of a staging object with rejected events past the staging lifecycle rule: a copy under
+        ``quarantine/`` (same bytes and metadata; no lifecycle rule). Created only if absent, so reruns are free."""
+        name = quarantine_object(source, self.layout)
+        res = self.store.create_if_absent(name, data, dict(metadata), STAGING_CONTENT_TYPE)
+        kind = self.metrics.objects_written if res.created else self.metrics.objects_existing
+        kind.labels("quarantine").inc()
 
     def _collect_orphans(self, state: PartitionState) -> None:
         """Delete part files of generations <= the committed one that no manifest names (a crashed or losing

@@ -14,6 +14,16 @@ JSON schema (``logpipe.manifest.v1``; public, see docs/formats.md)::
 
 ``crc32c`` is base64 of the big-endian CRC32C, as GCS reports it. ``min/max_event_time`` are null when a generation has
 no events (a delta whose events were all duplicates still commits, to mark its sources consumed).
+
+Optional (written only when non-zero; absent means none, so every older manifest still parses): ``rejected_total``,
+the number of events of the sources that were not committed because they have no valid row, and ``rejected``, those
+events in the order they were met, listed up to a cap (the finalizer's ``MAX_REJECTED_LISTED``)::
+
+  "rejected_total": 1, "rejected": [{"source": "staging/.../<envelope_id>.pb.zst", "index": 3,
+   "event_id": "0193...", "reason": "payload_not_utf8", "detail": "payload byte 0: invalid start byte"}]
+
+``index`` is the event's position in the source's envelope (its raw bytes: the source, or its copy under
+``quarantine/``).
 """
 
 from __future__ import annotations
@@ -44,6 +54,37 @@ class DataFile:
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedEvent:
+    """Event number ``index`` of staging object ``source``, not committed because it has no valid row. ``reason`` is
+    a short code (``records.UnconvertibleEvent.reason``), ``detail`` the specifics."""
+
+    source: str
+    event_id: str
+    index: int
+    reason: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "index": self.index,
+            "event_id": self.event_id,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> RejectedEvent:
+        return RejectedEvent(
+            source=str(d["source"]),
+            event_id=str(d["event_id"]),
+            index=int(d["index"]),
+            reason=str(d["reason"]),
+            detail=str(d.get("detail", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """Commit record of generation ``generation`` of ``partition``. Immutable once written."""
 
@@ -59,6 +100,9 @@ class Manifest:
     created: str
     writer: str
     duplicates_dropped: int = 0
+    #: Number of rejected events (may exceed ``len(rejected)``: the listing is capped by the writer).
+    rejected_total: int = 0
+    rejected: tuple[RejectedEvent, ...] = ()
     format: str = field(default=FORMAT)
 
     @property
@@ -75,7 +119,7 @@ class Manifest:
         return tuple(f.name for f in self.files)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "format": self.format,
             "category": self.category,
             "partition": self.partition_label,
@@ -86,10 +130,12 @@ class Manifest:
             "min_event_time": self.min_event_time,
             "max_event_time": self.max_event_time,
             "duplicates_dropped": self.duplicates_dropped,
-            "sources": list(self.sources),
-            "created": self.created,
-            "writer": self.writer,
         }
+        if self.rejected_total or self.rejected:
+            d["rejected_total"] = self.rejected_total
+            d["rejected"] = [r.to_dict() for r in self.rejected]
+        d.update(sources=list(self.sources), created=self.created, writer=self.writer)
+        return d
 
     def to_json(self) -> bytes:
         """UTF-8 JSON, keys in schema order, one trailing newline."""
@@ -119,6 +165,8 @@ class Manifest:
                 created=str(d["created"]),
                 writer=str(d["writer"]),
                 duplicates_dropped=int(d.get("duplicates_dropped", 0)),
+                rejected_total=int(d.get("rejected_total") or 0),
+                rejected=tuple(RejectedEvent.from_dict(r) for r in d.get("rejected") or ()),
             )
         except ManifestError:
             raise

@@ -43,6 +43,11 @@ class Metrics:
         self.misplaced_events = counter(
             "misplaced_events", "Committed events outside their partition's hour", ("category",)
         )
+        self.unconvertible_events = counter(
+            "unconvertible_events",
+            "Events of consumed staging objects not committed: no valid row (listed in the manifest's rejected)",
+            ("category", "reason"),
+        )
         self.dead_lettered = Counter(
             p + "dead_lettered", "Messages sent to the dead-letter topic", ["reason"], registry=r
         )

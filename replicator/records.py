@@ -12,7 +12,9 @@ Formats:
   * jsonl_gz: gzip'd newline-delimited JSON; timestamps are RFC 3339 strings; JSON columns are JSON text strings;
     bytes payloads are base64 (BigQuery's encoding for BYTES in JSON).
 
-``encode_rows``/``decode_rows`` are exact inverses for rows produced by ``event_to_row``.
+An event without a valid row (a JSON payload that is not UTF-8, an event or ingest time outside BigQuery's TIMESTAMP
+range) makes ``event_to_row`` raise ``UnconvertibleEvent``; the finalizer records and skips it (docs/design.md,
+"Unconvertible events"). ``encode_rows``/``decode_rows`` are exact inverses for rows produced by ``event_to_row``.
 Any change to the bytes written here for the same events must bump ``files.ENCODING_VERSION`` (part of the TOKEN).
 """
 
@@ -23,8 +25,9 @@ import datetime as dt
 import gzip
 import io
 import json
+import math
 import os
-from typing import Any
+from typing import Any, Final
 
 import fastavro
 
@@ -33,6 +36,10 @@ from service.contract import Event
 
 Row = dict[str, Any]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: BigQuery's TIMESTAMP range (0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z) in microseconds since the epoch;
+#: also the range ``micros_to_datetime`` and the jsonl_gz timestamp text can represent.
+MIN_MICROS: Final = -62_135_596_800_000_000
+MAX_MICROS: Final = 253_402_300_799_999_999
 _AVRO_TYPES: dict[FieldType, Any] = {
     FieldType.STRING: "string",
     FieldType.INT64: "long",
@@ -42,8 +49,27 @@ _AVRO_TYPES: dict[FieldType, Any] = {
 }
 
 
+class UnconvertibleEvent(ValueError):
+    """An event that has no valid row. ``reason`` is a short machine-readable code (a metric label), ``detail`` says
+    what exactly; both are pure functions of the event, so every finalizer rejects the same events the same way."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
 def _micros(seconds: int, nanos: int) -> int:
     return seconds * 1_000_000 + nanos // 1000
+
+
+def _timestamp(name: str, seconds: int, nanos: int) -> int:
+    us = _micros(seconds, nanos)
+    if not MIN_MICROS <= us <= MAX_MICROS:
+        raise UnconvertibleEvent(
+            f"{name}_out_of_range", f"{name} {seconds}s {nanos}ns is outside 0001-01-01..9999-12-31 UTC"
+        )
+    return us
 
 
 def micros_to_datetime(us: int) -> dt.datetime:
@@ -53,30 +79,51 @@ def micros_to_datetime(us: int) -> dt.datetime:
 def _extract(value: Any, ftype: FieldType) -> Any:
     if value is None:
         return None
-    if ftype is FieldType.STRING:
-        return value if isinstance(value, str) else None
+    if ftype is FieldType.STRING:  # a lone surrogate (JSON "\ud800") has no UTF-8 encoding: NULL, not an error
+        return value if isinstance(value, str) and (value.isascii() or _utf8_encodable(value)) else None
     if ftype is FieldType.BOOL:
         return value if isinstance(value, bool) else None
     if ftype is FieldType.INT64:
         ok = isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
         return value if ok else None
-    if ftype is FieldType.FLOAT64:
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-    try:  # TIMESTAMP: RFC 3339 string
+    if ftype is FieldType.FLOAT64:  # NaN/Infinity (json.loads accepts them) and ints past a double's range: NULL
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return None
+        try:
+            f = float(value)
+        except OverflowError:
+            return None
+        return f if math.isfinite(f) else None
+    try:  # TIMESTAMP: RFC 3339 string, within BigQuery's range
         t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         if t.tzinfo is None:
             t = t.replace(tzinfo=dt.UTC)
-        return int((t - _EPOCH) / dt.timedelta(microseconds=1))
-    except ValueError:
+        us = int((t - _EPOCH) / dt.timedelta(microseconds=1))
+    except (ValueError, OverflowError):
         return None
+    return us if MIN_MICROS <= us <= MAX_MICROS else None
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def event_to_row(event: Event, category: Category, envelope_id: str) -> Row:
-    """The row for ``event``. Timestamps are integer microseconds since the epoch (UTC)."""
+    """The row for ``event``. Timestamps are integer microseconds since the epoch (UTC).
+
+    Raises ``UnconvertibleEvent`` when the event has no valid row: ``payload_not_utf8`` (a JSON category's payload),
+    ``event_time_out_of_range`` or ``ingest_time_out_of_range`` (outside ``MIN_MICROS..MAX_MICROS``). A returned row
+    always encodes (``RowFileWriter.write``) in both formats. An extracted field that is missing, of the wrong type or
+    not representable (out of range, not finite, not UTF-8) is NULL, never an error.
+    """
     row: Row = {
         "event_id": event.event_id,
-        "event_time": _micros(event.event_time.seconds, event.event_time.nanos),
-        "ingest_time": _micros(event.ingest_time.seconds, event.ingest_time.nanos)
+        "event_time": _timestamp("event_time", event.event_time.seconds, event.event_time.nanos),
+        "ingest_time": _timestamp("ingest_time", event.ingest_time.seconds, event.ingest_time.nanos)
         if event.HasField("ingest_time")
         else None,
         "attributes": json.dumps(dict(event.attributes), sort_keys=True, separators=(",", ":"))
@@ -87,12 +134,15 @@ def event_to_row(event: Event, category: Category, envelope_id: str) -> Row:
         "envelope_id": envelope_id,
     }
     if category.payload_format is PayloadFormat.JSON:
-        text = event.payload.decode("utf-8")
+        try:
+            text = event.payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UnconvertibleEvent("payload_not_utf8", f"payload byte {exc.start}: {exc.reason}") from None
         row["payload"] = text
         if category.fields:
             try:
                 doc = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nesting deeper than the interpreter's stack
                 doc = None
             for f in category.fields:
                 row[f.name] = _extract(doc.get(f.name) if isinstance(doc, dict) else None, f.type)
