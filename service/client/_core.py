@@ -3,6 +3,7 @@ ledger of outcomes. The clients differ only in how they wait (threads or asyncio
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -11,9 +12,12 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from service.client.events import MAX_PAYLOAD_BYTES
 from service.client.results import Failure, FlushResult, Rejection
 from service.client.retry import RetryPolicy
 from service.contract import Event, PublishResponse, StatusCode
+
+log = logging.getLogger("service.client")
 
 #: Receives each rejection or failure as it happens (from a background thread / task). Must not block.
 Callback = Callable[[Rejection | Failure], None]
@@ -24,7 +28,10 @@ class ClientOptions:
     """Batching and bounds. Sizes in bytes, times in seconds.
 
     Attributes:
-        max_batch_events / max_batch_bytes / max_latency_s: A batch is sent when any bound is reached.
+        max_batch_events / max_batch_bytes / max_latency_s: A batch is sent when any bound is reached. A batch never
+            holds more than ``max_batch_bytes`` (serialized events), except a single larger event sent alone.
+        max_payload_bytes: ``send`` raises ``InvalidEvent`` for a larger payload. The default is the front-end's
+            ``max_payload_bytes`` default (1 MiB); raise both together.
         max_buffer_events: Events buffered or in flight; past it ``send`` blocks (``block_when_full``) or raises
             ``BufferFull``.
         block_timeout_s: How long a blocked ``send`` waits before raising ``BufferFull`` (None: forever).
@@ -33,6 +40,9 @@ class ClientOptions:
             client at about 14k events/s even then.
         rpc_timeout_s: Deadline of one attempt; after it the retry may go to another target.
         retry: The retry policy (whole-batch deadline, backoff).
+        max_listed_outcomes: Rejections + failures a ``FlushResult`` lists; more are only counted (G4).
+        exit_flush_timeout_s: At interpreter exit, an unclosed ``IngestClient`` flushes for at most this long, then
+            logs (ERROR) how many events it could not deliver.
     """
 
     max_batch_events: int = 500
@@ -44,6 +54,9 @@ class ClientOptions:
     max_in_flight: int = 16
     rpc_timeout_s: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    max_listed_outcomes: int = 10_000
+    exit_flush_timeout_s: float = 10.0
 
 
 class Outstanding:
@@ -73,8 +86,13 @@ class Outstanding:
             del self._batches[first]
 
 
-#: Per-event overhead counted on top of the payload when sizing batches (ids, times, framing).
-EVENT_OVERHEAD = 64
+#: Bytes an event adds to a request on top of its own serialized size (field tag and length prefix).
+EVENT_FRAMING = 6
+
+
+def event_size(event: Event) -> int:
+    """What ``event`` adds to a ``PublishRequest``, in bytes."""
+    return event.ByteSize() + EVENT_FRAMING
 
 
 class Batcher:
@@ -83,7 +101,7 @@ class Batcher:
 
     def __init__(self, options: ClientOptions) -> None:
         self._opts = options
-        self._buffer: deque[Event] = deque()
+        self._buffer: deque[tuple[Event, int]] = deque()  # (event, event_size)
         self._bytes = 0
         self._oldest = 0.0
         self._flush_upto = 0
@@ -99,8 +117,9 @@ class Batcher:
         """Buffer ``event``; True when a full batch is now ready (wake the batcher)."""
         if not self._buffer:
             self._oldest = time.monotonic()
-        self._buffer.append(event)
-        self._bytes += len(event.payload) + EVENT_OVERHEAD
+        size = event_size(event)
+        self._buffer.append((event, size))
+        self._bytes += size
         self.outstanding += 1
         self.progress.enqueued += 1
         return len(self._buffer) >= self._opts.max_batch_events or self._bytes >= self._opts.max_batch_bytes
@@ -141,10 +160,13 @@ class Batcher:
         self.progress.started(first)
         batch: list[Event] = []
         size = 0
-        while self._buffer and len(batch) < opts.max_batch_events and size < opts.max_batch_bytes:
-            e = self._buffer.popleft()
+        while self._buffer and len(batch) < opts.max_batch_events:
+            e, n = self._buffer[0]
+            if batch and size + n > opts.max_batch_bytes:
+                break  # a batch exceeds max_batch_bytes only as one event alone
+            self._buffer.popleft()
             batch.append(e)
-            size += len(e.payload) + EVENT_OVERHEAD
+            size += n
         self._bytes -= size
         self._oldest = time.monotonic()
         return first, batch
@@ -165,20 +187,43 @@ def parse_targets(target: str | Sequence[str]) -> tuple[str, ...]:
 
 
 class Targets:
-    """Round-robin failover: ``current`` until ``advance`` (called before each retry). Thread-safe."""
+    """Failover order and the shared preferred target, where each delivery starts. Thread-safe.
+
+    Each delivery walks the list with its own ``Cursor`` (the next target after the one that failed for *that*
+    batch), so many batches failing at once cannot send each other back to the target they just left. The preferred
+    target moves on only while it still points at a target that failed.
+    """
 
     def __init__(self, targets: Sequence[str]) -> None:
         self.all = tuple(targets)
-        self._i = 0
+        self._preferred = 0
         self._lock = threading.Lock()
 
     @property
-    def current(self) -> int:
-        return self._i
+    def preferred(self) -> int:
+        return self._preferred
+
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    def failed(self, index: int) -> int:
+        """Target ``index`` failed one attempt; returns the next one to try for that batch."""
+        nxt = (index + 1) % len(self.all)
+        with self._lock:
+            if self._preferred == index:
+                self._preferred = nxt
+        return nxt
+
+
+class Cursor:
+    """One delivery's position in the failover order: ``index`` until ``advance`` (tenacity's ``before_sleep``)."""
+
+    def __init__(self, targets: Targets) -> None:
+        self._targets = targets
+        self.index = targets.preferred
 
     def advance(self, *_: object) -> None:
-        with self._lock:
-            self._i = (self._i + 1) % len(self.all)
+        self.index = self._targets.failed(self.index)
 
 
 def credentials(tls: bool | grpc.ChannelCredentials, root_certificates: bytes | None) -> grpc.ChannelCredentials | None:
@@ -201,13 +246,19 @@ def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
 
 
 class Ledger:
-    """Accumulates outcomes until ``take``; calls ``callback`` for each rejection/failure. Thread-safe."""
+    """Accumulates outcomes until ``take``; calls ``callback`` for each rejection/failure. Thread-safe.
 
-    def __init__(self, callback: Callback | None) -> None:
+    Lists at most ``max_listed`` rejections + failures between two ``take`` calls and counts the rest (G4). An
+    exception raised by ``callback`` is logged and does not change any event's outcome."""
+
+    def __init__(self, callback: Callback | None, max_listed: int = 10_000) -> None:
         self._lock = threading.Lock()
+        self._max_listed = max_listed
         self._accepted = 0
         self._rejected: list[Rejection] = []
         self._failed: list[Failure] = []
+        self._rejected_more = 0
+        self._failed_more = 0
         self._callback = callback
 
     def record_response(self, events: Sequence[Event], response: PublishResponse) -> None:
@@ -233,15 +284,32 @@ class Ledger:
     def _add(self, accepted: int, rejected: list[Rejection], failed: list[Failure]) -> None:
         with self._lock:
             self._accepted += accepted
-            self._rejected.extend(rejected)
-            self._failed.extend(failed)
+            room = max(0, self._max_listed - len(self._rejected) - len(self._failed))
+            self._rejected.extend(rejected[:room])
+            self._rejected_more += max(0, len(rejected) - room)
+            room = max(0, room - len(rejected))
+            self._failed.extend(failed[:room])
+            self._failed_more += max(0, len(failed) - room)
         if self._callback is not None:
-            items: list[Rejection | Failure] = [*rejected, *failed]
-            for item in items:
+            self._notify([*rejected, *failed])
+
+    def _notify(self, items: list[Rejection | Failure]) -> None:
+        assert self._callback is not None
+        errors = 0
+        first: Exception | None = None
+        for item in items:
+            try:
                 self._callback(item)
+            except Exception as exc:  # the user's callback must not change outcomes or stop the client
+                errors += 1
+                first = first or exc
+        if first is not None:
+            log.error("on_rejected raised for %d of %d outcomes (they are still reported by flush)", errors,
+                      len(items), exc_info=first)  # fmt: skip
 
     def take(self) -> FlushResult:
         with self._lock:
-            result = FlushResult(self._accepted, self._rejected, self._failed)
+            result = FlushResult(self._accepted, self._rejected, self._failed, self._rejected_more, self._failed_more)
             self._accepted, self._rejected, self._failed = 0, [], []
+            self._rejected_more = self._failed_more = 0
         return result

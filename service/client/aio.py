@@ -2,7 +2,9 @@
 
 Same contract as ``service.client.sync`` with coroutines: ``await send(...)`` waits while the buffer is full (or
 raises ``BufferFull``), a background task batches, ``await flush()`` returns the outcomes, ``async with`` closes.
-Create and use it inside one running event loop.
+Create and use it inside one running event loop, and ``await close()`` before that loop ends: a loop that stops
+first (``asyncio.run`` returning cancels the client's tasks) cannot deliver what is still buffered or in flight; the
+client then records those events as failed (``CANCELLED``) and logs how many were not delivered (ERROR).
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ from service.client._core import (
     Ledger,
     Targets,
     credentials,
+    log,
     metadata,
     parse_targets,
 )
 from service.client.errors import BufferFull, ClientClosed
-from service.client.events import fill_defaults, make_event
+from service.client.events import check_payload_size, fill_defaults, make_event
 from service.client.results import FlushResult
 from service.client.retry import async_retrying
-from service.contract import Event, PublishRequest, ingest_pb2_grpc
+from service.contract import Event, PublishRequest, PublishResponse, ingest_pb2_grpc
 
 
 class AsyncIngestClient:
@@ -50,13 +53,14 @@ class AsyncIngestClient:
         self._targets = Targets(parse_targets(target))
         self._creds = credentials(tls, root_certificates)
         self._metadata = metadata(token)
-        self._ledger = Ledger(on_rejected)
+        self._ledger = Ledger(on_rejected, self.options.max_listed_outcomes)
         self._batcher = Batcher(self.options)
         self._closed = False
         self._cv: asyncio.Condition | None = None
         self._slots: asyncio.Semaphore | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._cancelled_events = 0  # in-flight events whose delivery the stopping loop cancelled
         self._stubs: dict[int, tuple[grpc.aio.Channel, Any]] = {}
 
     async def send(
@@ -69,16 +73,22 @@ class AsyncIngestClient:
         event_id: str | None = None,
         producer: str = "",
     ) -> str:
-        """Buffer one event; returns its id. Raises ``BufferFull``, ``ClientClosed``, ``InvalidEvent``."""
+        """Buffer one event; returns its id. Raises ``BufferFull``, ``ClientClosed``, ``InvalidEvent`` (a payload
+        over ``max_payload_bytes``, a bad ``event_time``, non-string attributes, ...)."""
         event = make_event(category, payload, event_time=event_time, attributes=attributes, event_id=event_id,
-                           producer=producer)  # fmt: skip
-        await self.send_event(event)
+                           producer=producer, max_payload_bytes=self.options.max_payload_bytes)  # fmt: skip
+        await self._enqueue(event)
         return event.event_id
 
     async def send_event(self, event: Event) -> None:
         """Buffer a ready-made ``Event``. An empty ``event_id`` or unset ``event_time`` is filled here, in place and
-        once (``fill_defaults``), so every retry resends the same values. Raises ``BufferFull``, ``ClientClosed``."""
+        once (``fill_defaults``), so every retry resends the same values. Raises ``BufferFull``, ``ClientClosed``,
+        ``InvalidEvent`` (a payload over ``max_payload_bytes``)."""
         fill_defaults(event)
+        check_payload_size(event, self.options.max_payload_bytes)
+        await self._enqueue(event)
+
+    async def _enqueue(self, event: Event) -> None:
         opts = self.options
         cv = self._start()
         async with cv:
@@ -89,9 +99,11 @@ class AsyncIngestClient:
                 if not opts.block_when_full:
                     raise BufferFull(f"{b.outstanding} events buffered or in flight (max_buffer_events)")
                 try:
-                    await asyncio.wait_for(cv.wait_for(lambda: not b.full), opts.block_timeout_s)
+                    await asyncio.wait_for(cv.wait_for(lambda: not b.full or self._closed), opts.block_timeout_s)
                 except TimeoutError:
                     raise BufferFull(f"buffer still full after {opts.block_timeout_s}s") from None
+                if self._closed:
+                    raise ClientClosed("client was closed while send waited for buffer space")
             if b.add(event):
                 cv.notify_all()
 
@@ -105,12 +117,13 @@ class AsyncIngestClient:
         return self._ledger.take()
 
     async def close(self) -> FlushResult:
-        """Flush, stop the batcher and close channels. Idempotent."""
-        result = await self.flush()
+        """Stop accepting events, flush, stop the batcher and close channels. Returns every outcome not yet returned
+        by ``flush``. Idempotent."""
         cv = self._start()
         async with cv:
-            self._closed = True
+            self._closed = True  # first: no send gets in after the final flush, so it returns every outcome
             cv.notify_all()
+        result = await self.flush()
         if self._task is not None:
             await self._task
         if self._inflight:
@@ -148,16 +161,32 @@ class AsyncIngestClient:
 
     async def _batch_loop(self) -> None:
         assert self._cv is not None and self._slots is not None
-        while True:
-            await self._slots.acquire()
-            async with self._cv:
-                taken = await self._take_batch(self._cv)
-            if taken is None:
-                self._slots.release()
-                return
-            task = asyncio.get_running_loop().create_task(self._deliver(*taken))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+        try:
+            while True:
+                await self._slots.acquire()
+                async with self._cv:
+                    taken = await self._take_batch(self._cv)
+                if taken is None:
+                    self._slots.release()
+                    return
+                try:
+                    task = asyncio.get_running_loop().create_task(self._deliver(*taken))
+                except Exception as exc:  # the batch fails with the reason; flush and close never wait for it
+                    self._ledger.record_failure(taken[1], exc)
+                    await self._finished(*taken)
+                    continue
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+        except asyncio.CancelledError:
+            self._closed = True
+            left = self._batcher.outstanding + self._cancelled_events  # whichever task the loop cancelled first
+            if left:
+                log.error(
+                    "AsyncIngestClient: its event loop stopped before close(): %d events buffered or in flight were "
+                    "NOT delivered; await close() (or use async with) before the loop ends",
+                    left,
+                )
+            raise
 
     def _stub(self, index: int) -> Any:
         entry = self._stubs.get(index)
@@ -171,18 +200,39 @@ class AsyncIngestClient:
         return entry[1]
 
     async def _deliver(self, first: int, batch: list[Event]) -> None:
-        assert self._cv is not None and self._slots is not None
-        request = PublishRequest(events=batch, omit_accepted_statuses=True)
+        """Publish one batch (retries, failover) and record its outcome; always settles the batch."""
         try:
-            async for attempt in async_retrying(self.options.retry, before_sleep=self._targets.advance):
-                with attempt:
-                    stub = self._stub(self._targets.current)
-                    response = await stub.Publish(request, timeout=self.options.rpc_timeout_s, metadata=self._metadata)
-            self._ledger.record_response(batch, response)
+            response = await self._publish(batch)
+        except asyncio.CancelledError:  # the loop is stopping: not delivered, and nobody may flush again
+            self._cancelled_events += len(batch)
+            self._ledger.record_failure(batch, asyncio.CancelledError("the event loop stopped before the ack"))
+            self._settle_now(first, len(batch))
+            raise
         except Exception as exc:
             self._ledger.record_failure(batch, exc)
-        finally:
-            self._slots.release()
-            async with self._cv:
-                self._batcher.finished(first, len(batch))
-                self._cv.notify_all()
+        else:
+            self._ledger.record_response(batch, response)
+        await self._finished(first, batch)
+
+    async def _publish(self, batch: list[Event]) -> PublishResponse:
+        request = PublishRequest(events=batch, omit_accepted_statuses=True)
+        cursor = self._targets.cursor()  # this batch's own failover position
+        response: PublishResponse | None = None
+        async for attempt in async_retrying(self.options.retry, before_sleep=cursor.advance):
+            with attempt:
+                stub = self._stub(cursor.index)
+                response = await stub.Publish(request, timeout=self.options.rpc_timeout_s, metadata=self._metadata)
+        assert response is not None
+        return response
+
+    async def _finished(self, first: int, batch: list[Event]) -> None:
+        assert self._cv is not None
+        async with self._cv:
+            self._settle_now(first, len(batch))
+            self._cv.notify_all()
+
+    def _settle_now(self, first: int, count: int) -> None:
+        """Settle without the condition (single-threaded loop; used where awaiting is impossible)."""
+        assert self._slots is not None
+        self._slots.release()
+        self._batcher.finished(first, count)

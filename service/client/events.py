@@ -20,6 +20,10 @@ from service.client.errors import InvalidEvent
 from service.client.ids import uuid7
 from service.contract import Event
 
+#: The largest payload ``send`` accepts by default: the front-end's ``max_payload_bytes`` default (1 MiB). A larger
+#: event would be rejected there (PAYLOAD_TOO_LARGE) at best, or make its whole request too large for gRPC.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
 
 def payload_bytes(payload: Any) -> bytes:
     """bytes stay as they are; str is encoded as UTF-8 (for JSON categories it must be JSON text); anything else is
@@ -43,19 +47,37 @@ def make_event(
     event_id: str | None = None,
     producer: str = "",
     now_ns: int | None = None,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> Event:
     """An ``Event`` with a UUIDv7 id unless one is given. ``event_time``: aware datetime or Unix seconds; None stamps
-    the current time (``now_ns``, Unix nanoseconds, overrides the clock in tests). Raises ``InvalidEvent``."""
+    the current time (``now_ns``, Unix nanoseconds, overrides the clock in tests). Raises ``InvalidEvent`` (with the
+    reason) for a payload larger than ``max_payload_bytes``, a bad ``event_time``, or a category, id, producer or
+    attribute that is not a string."""
+    for name, value in (("category", category), ("producer", producer)):
+        if not isinstance(value, str):
+            raise InvalidEvent(f"{name} must be a str, not {type(value).__name__}")
+    if event_id is not None and not isinstance(event_id, str):
+        raise InvalidEvent(f"event_id must be a str, not {type(event_id).__name__}")
     now = time.time_ns() if now_ns is None else now_ns
     eid = event_id or str(uuid7(now))
     e = Event(event_id=eid, category=category, payload=payload_bytes(payload), producer=producer)
+    check_payload_size(e, max_payload_bytes)
     if event_time is None:
         e.event_time.FromNanoseconds(now)
     else:
         e.event_time.CopyFrom(to_timestamp(event_time))
     if attributes:
+        for k, v in attributes.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise InvalidEvent(f"attributes must map str to str; got {k!r}: {type(v).__name__}")
         e.attributes.update(attributes)
     return e
+
+
+def check_payload_size(event: Event, max_payload_bytes: int) -> None:
+    """Raises ``InvalidEvent`` when the payload is larger than ``max_payload_bytes``."""
+    if len(event.payload) > max_payload_bytes:
+        raise InvalidEvent(f"payload is {len(event.payload)} bytes, more than max_payload_bytes={max_payload_bytes}")
 
 
 def fill_defaults(event: Event, now_ns: int | None = None) -> Event:
@@ -74,11 +96,22 @@ def fill_defaults(event: Event, now_ns: int | None = None) -> Event:
 
 
 def to_timestamp(value: dt.datetime | float) -> Timestamp:
+    """An aware datetime or Unix seconds (int or float) -> Timestamp. Raises ``InvalidEvent`` for anything else."""
     ts = Timestamp()
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise InvalidEvent("event_time must be timezone-aware")
-        ts.FromDatetime(value.astimezone(dt.UTC))
-    else:
+        try:
+            ts.FromDatetime(value.astimezone(dt.UTC))
+        except (ValueError, OverflowError) as exc:
+            raise InvalidEvent(f"event_time {value!r} is out of range: {exc}") from None
+        return ts
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent(
+            f"event_time must be an aware datetime or Unix seconds, not {type(value).__name__} {value!r}"
+        )
+    try:
         ts.FromNanoseconds(int(float(value) * 1e9))
+    except (ValueError, OverflowError) as exc:
+        raise InvalidEvent(f"event_time {value!r} is not a valid time: {exc}") from None
     return ts

@@ -2,9 +2,11 @@
 
 Contract:
   * Only ``RETRYABLE`` codes are retried (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED); everything else fails
-    at once.
+    at once. So does gRPC's own RESOURCE_EXHAUSTED for a message over the receiver's size limit ("Received message
+    larger than max", no RetryInfo): the same request would be refused again.
   * The wait is exponential with full jitter, but never shorter than the server's ``google.rpc.RetryInfo`` delay.
-  * All attempts together stop after ``deadline_s``; the last error is re-raised.
+  * All attempts together stop after ``deadline_s``; the last error is re-raised. A wait that would reach the
+    deadline is not slept: the loop stops at once instead (no attempt starts after ``deadline_s``).
   * Events keep their ids across attempts, so a retry never creates a second copy that survives deduplication.
 """
 
@@ -15,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_delay
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_before_delay,
+)
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
                        grpc.StatusCode.DEADLINE_EXCEEDED})  # fmt: skip
@@ -39,7 +47,21 @@ def grpc_code(exc: BaseException) -> grpc.StatusCode | None:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    return grpc_code(exc) in RETRYABLE
+    code = grpc_code(exc)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and too_large(exc):
+        return False
+    return code in RETRYABLE
+
+
+def too_large(exc: BaseException) -> bool:
+    """gRPC's own size-limit error ("Sent/Received message larger than max"): no RetryInfo, and a retry of the same
+    request cannot succeed. Backpressure from a front-end always carries RetryInfo."""
+    details = getattr(exc, "details", None)
+    try:
+        text = str(details() if callable(details) else "")
+    except Exception:
+        return False
+    return "message larger than max" in text.lower() and retry_delay(exc) is None
 
 
 def retry_delay(exc: BaseException) -> float | None:
@@ -75,13 +97,15 @@ class _Wait:
         wait = self._rng.uniform(0, cap)
         exc = state.outcome.exception() if state.outcome is not None else None
         hint = retry_delay(exc) if exc is not None else None
-        return max(wait, hint or 0.0)
+        # Never past the deadline: a wait that reaches it makes the stop condition end the loop instead of sleeping.
+        remaining = max(0.0, p.deadline_s - (state.seconds_since_start or 0.0))
+        return min(max(wait, hint or 0.0), remaining)
 
 
 def _kwargs(policy: RetryPolicy, before_sleep: Any, rng: random.Random | None) -> dict[str, Any]:
     return {
         "retry": retry_if_exception(is_retryable),
-        "stop": stop_after_delay(policy.deadline_s),
+        "stop": stop_before_delay(policy.deadline_s),
         "wait": _Wait(policy, rng or random.Random()),
         "reraise": True,
         "before_sleep": before_sleep,

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.unit
 
 
 class FakeRpcError(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, retry_after_s: float | None = None) -> None:
+    def __init__(self, code: grpc.StatusCode, retry_after_s: float | None = None, details: str = "fake") -> None:
         self._code = code
+        self._details = details
         self._md: tuple[tuple[str, bytes], ...] = ()
         if retry_after_s is not None:
             d = duration_pb2.Duration()
@@ -31,7 +32,7 @@ class FakeRpcError(grpc.RpcError):
         return self._code
 
     def details(self) -> str:
-        return "fake"
+        return self._details
 
     def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
         return self._md
@@ -95,3 +96,26 @@ def test_before_sleep_hook_runs_once_per_retry() -> None:
             if errors:
                 raise errors.pop()
     assert hops == [1, 2]
+
+
+def test_message_over_the_size_limit_is_not_retried() -> None:
+    big = FakeRpcError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, details="Received message larger than max (2097945 vs. 1048576)"
+    )
+    with pytest.raises(FakeRpcError):
+        run([big, big], RetryPolicy())
+    # Backpressure (RESOURCE_EXHAUSTED with RetryInfo) is still retried.
+    calls, _ = run([FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, retry_after_s=0.01)], RetryPolicy())
+    assert calls == 2
+
+
+def test_retry_info_never_sleeps_past_the_deadline() -> None:
+    err = FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, retry_after_s=30.0)
+    sleeps: list[float] = []
+    r = retrying(RetryPolicy(deadline_s=1.0))
+    r.sleep = sleeps.append  # type: ignore[method-assign]
+    with pytest.raises(FakeRpcError):
+        for attempt in r:
+            with attempt:
+                raise err
+    assert sleeps == []  # a 30 s wait would pass the 1 s deadline: stop at once with the server's error

@@ -1,16 +1,28 @@
-"""IngestClient against in-process front-ends: acks, rejections, failures, failover after a timeout, bounded buffer."""
+"""IngestClient against in-process front-ends: acks, rejections, failures, failover after a timeout, bounded buffer.
+
+``fake_server`` (a bare gRPC server around a ``FakeIngest`` servicer) stands in where the real front-end cannot
+misbehave on demand: hanging, a small receive limit, scripted rejections. The async and exit tests reuse it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
-from service.client import BufferFull, ClientOptions, IngestClient, Rejection, RetryPolicy
+from service.client import BufferFull, ClientClosed, ClientOptions, IngestClient, InvalidEvent, Rejection, RetryPolicy
+from service.client._core import Batcher, Ledger, Targets
 from service.client.results import Failure
+from service.contract import Event, EventStatus, PublishRequest, PublishResponse, StatusCode, ingest_pb2_grpc
 from service.frontend.auth import Authenticator, Identity
 from service.frontend.publisher import FakePublisher
 from tests.unit.frontend_support import published_event_ids, running_frontend
@@ -18,6 +30,55 @@ from tests.unit.frontend_support import published_event_ids, running_frontend
 pytestmark = pytest.mark.unit
 
 FAST = ClientOptions(max_latency_s=0.01, rpc_timeout_s=2.0, retry=RetryPolicy(deadline_s=5.0, maximum_s=0.2))
+
+
+class FakeIngest(ingest_pb2_grpc.IngestServicer):
+    """Accepts every event (recording its id) unless ``handler`` answers instead."""
+
+    def __init__(self, handler: Callable[[PublishRequest, Any], PublishResponse] | None = None) -> None:
+        self.handler = handler
+        self.event_ids: list[str] = []
+        self.calls = 0
+        self.release = threading.Event()  # handlers that hang wait on this
+        self._lock = threading.Lock()
+
+    def Publish(self, request: PublishRequest, context: Any) -> PublishResponse:
+        with self._lock:
+            self.calls += 1
+        if self.handler is not None:
+            return self.handler(request, context)
+        with self._lock:
+            self.event_ids.extend(e.event_id for e in request.events)
+        return PublishResponse(accepted=len(request.events))
+
+
+@contextmanager
+def fake_server(servicer: FakeIngest, max_receive_bytes: int | None = None) -> Iterator[int]:
+    """A started gRPC server on 127.0.0.1 around ``servicer``; yields its port."""
+    options = [("grpc.max_receive_message_length", max_receive_bytes)] if max_receive_bytes else []
+    server = grpc.server(ThreadPoolExecutor(64), options=options)
+    ingest_pb2_grpc.add_IngestServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        servicer.release.set()
+        server.stop(0)
+
+
+def hang(servicer: FakeIngest) -> Callable[[PublishRequest, Any], PublishResponse]:
+    def handler(request: PublishRequest, context: Any) -> PublishResponse:
+        servicer.release.wait(10)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "hung")
+        raise AssertionError("unreachable")
+
+    return handler
+
+
+def reject_first(request: PublishRequest, context: Any) -> PublishResponse:
+    status = EventStatus(index=0, code=StatusCode.INVALID_JSON, message="bad")
+    return PublishResponse(accepted=len(request.events) - 1, rejected=1, statuses=[status])
 
 
 def dead_port() -> int:
@@ -122,3 +183,162 @@ def test_flush_mark_waits_for_older_batches_only() -> None:
     assert p.oldest(buffered=2) == 0 < 10
     p.finished(0)
     assert p.oldest(buffered=2) == 10  # >= the mark: the flush returns, although 10 and 11 are pending
+
+
+# --- review fixes ------------------------------------------------------------------------------------------------
+
+
+def test_delivery_does_not_depend_on_an_executor_that_refuses_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Late in interpreter shutdown no new thread starts: the batcher delivers inline. Any other error starting a
+    delivery fails that batch with the reason, and flush returns instead of waiting forever."""
+    real = threading.Thread
+    error: list[BaseException] = [RuntimeError("can't create new thread at interpreter shutdown")]
+
+    class NoSendThreads(real):  # type: ignore[misc,valid-type]
+        def start(self) -> None:
+            if self.name == "logpipe-send":
+                raise error[0]
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", NoSendThreads)
+    servicer = FakeIngest()
+    with fake_server(servicer) as port, IngestClient(f"127.0.0.1:{port}", options=FAST) as client:
+        ids = [client.send("app_log", {"i": i}) for i in range(5)]
+        assert client.flush(timeout=5).accepted == 5
+        assert sorted(servicer.event_ids) == sorted(ids)
+        error[0] = MemoryError("no memory for a thread")
+        eid = client.send("app_log", {"i": 5})
+        result = client.flush(timeout=5)
+        assert [(f.event_id, f.grpc_code, f.message) for f in result.failed] == [
+            (eid, "MemoryError", "no memory for a thread")
+        ]
+
+
+def test_failover_keeps_a_cursor_per_batch() -> None:
+    """Many batches failing at once on a hung front-end: each tries it at most once, then the next target."""
+    hung = FakeIngest()
+    hung.handler = hang(hung)
+    good = FakeIngest()
+    opts = ClientOptions(max_batch_events=10, max_latency_s=0.01, rpc_timeout_s=0.3,
+                         retry=RetryPolicy(deadline_s=5, initial_s=0.001, maximum_s=0.01))  # fmt: skip
+    with fake_server(hung) as hp, fake_server(good) as gp:
+        client = IngestClient([f"127.0.0.1:{hp}", f"127.0.0.1:{gp}"], options=opts)
+        for i in range(160):
+            client.send("app_log", {"i": i})
+        assert client.close().accepted == 160
+        assert hung.calls <= 16  # one attempt per batch at most (16 batches)
+    targets = Targets(["a", "b", "c"])
+    one, two = targets.cursor(), targets.cursor()
+    one.advance()
+    assert (one.index, targets.preferred) == (1, 1)
+    two.advance()  # the same target failed for another batch: the shared one does not move again
+    assert (two.index, targets.preferred) == (1, 1)
+
+
+def test_oversized_event_raises_and_batches_stay_under_max_bytes() -> None:
+    servicer = FakeIngest()
+    with fake_server(servicer) as port:
+        with IngestClient(f"127.0.0.1:{port}", options=ClientOptions(max_payload_bytes=100)) as client:
+            eid = client.send("app_log", b"x" * 100)
+            with pytest.raises(InvalidEvent, match="payload is 101 bytes, more than max_payload_bytes=100"):
+                client.send("app_log", b"x" * 101)
+            with pytest.raises(InvalidEvent, match="max_payload_bytes"):
+                client.send_event(Event(category="app_log", payload=b"x" * 101))
+        assert servicer.event_ids == [eid]
+    assert ClientOptions().max_payload_bytes == 1024 * 1024  # the front-end's max_payload_bytes default
+    b = Batcher(ClientOptions(max_batch_bytes=1000))
+    for _ in range(3):
+        b.add(Event(event_id="e", category="app_log", payload=b"x" * 400))
+    b.add(Event(event_id="e", category="app_log", payload=b"x" * 5000))
+    sizes = [sum(e.ByteSize() + 6 for e in b.take()[1]) for _ in range(3)]
+    assert sizes[0] <= 1000 and sizes[1] <= 1000 and b.empty  # the big event went alone
+
+
+def test_request_over_the_receive_limit_fails_at_once_with_the_reason() -> None:
+    servicer = FakeIngest()
+    opts = ClientOptions(max_latency_s=0.01, retry=RetryPolicy(deadline_s=5, maximum_s=0.05))
+    with (
+        fake_server(servicer, max_receive_bytes=64 * 1024) as port,
+        IngestClient(f"127.0.0.1:{port}", options=opts) as client,
+    ):
+        for _ in range(100):
+            client.send("app_log", b"x" * 1024)
+        t0 = time.monotonic()
+        result = client.flush(timeout=10)
+    assert time.monotonic() - t0 < 2  # not retried for the whole deadline
+    assert len(result.failed) == 100 and result.failed[0].grpc_code == "RESOURCE_EXHAUSTED"
+    assert "larger than max" in result.failed[0].message
+
+
+def test_callback_exception_is_logged_and_changes_no_outcome(caplog: pytest.LogCaptureFixture) -> None:
+    def callback(item: Rejection | Failure) -> None:
+        raise ValueError("oops")
+
+    with (
+        fake_server(FakeIngest(reject_first)) as port,
+        IngestClient(f"127.0.0.1:{port}", options=FAST, on_rejected=callback) as client,
+    ):
+        for i in range(5):
+            client.send("app_log", {"i": i})
+        result = client.flush(timeout=5)
+    assert (result.accepted, len(result.rejected), result.failed) == (4, 1, [])
+    assert "on_rejected raised" in caplog.text
+
+
+def test_outcome_lists_are_bounded_and_count_the_rest() -> None:
+    seen: list[Rejection | Failure] = []
+    ledger = Ledger(seen.append, max_listed=3)
+    events = [Event(event_id=f"e{i}", category="app_log") for i in range(5)]
+    ledger.record_response(events[:2], PublishResponse(accepted=1, rejected=1, statuses=[EventStatus(index=0)]))
+    ledger.record_failure(events, RuntimeError("down"))
+    result = ledger.take()
+    assert (len(result.rejected), result.rejected_not_listed) == (1, 0)
+    assert (len(result.failed), result.failed_not_listed, result.failed_count) == (2, 3, 5)
+    assert not result.ok and len(seen) == 6
+    assert ledger.take() == type(result)()  # counts reset too
+
+
+def test_blocked_sender_gets_client_closed_and_close_returns_every_outcome() -> None:
+    servicer = FakeIngest()
+    release = threading.Event()
+
+    def slow(request: PublishRequest, context: Any) -> PublishResponse:
+        release.wait(5)
+        return PublishResponse(accepted=len(request.events))
+
+    servicer.handler = slow
+    opts = ClientOptions(max_buffer_events=1, max_latency_s=0.01, rpc_timeout_s=10)
+    with fake_server(servicer) as port:
+        client = IngestClient(f"127.0.0.1:{port}", options=opts)
+        client.send("app_log", {"i": 0})
+        outcome: list[object] = []
+        sender = threading.Thread(target=lambda: outcome.append(_try_send(client)))
+        sender.start()
+        time.sleep(0.2)  # the sender is blocked on the full buffer
+        closing = threading.Thread(target=lambda: outcome.append(client.close()))
+        closing.start()
+        sender.join(2)
+        assert outcome and isinstance(outcome[0], ClientClosed)
+        release.set()
+        closing.join(5)
+        assert outcome[1].accepted == 1  # type: ignore[attr-defined]
+
+
+def _try_send(client: IngestClient) -> object:
+    try:
+        return client.send("app_log", {"i": 1})
+    except ClientClosed as exc:
+        return exc
+
+
+def test_bad_event_time_and_attributes_raise_invalid_event() -> None:
+    client = IngestClient("127.0.0.1:1")
+    with pytest.raises(InvalidEvent, match="event_time"):
+        client.send("app_log", {}, event_time="2026-01-01")
+    with pytest.raises(InvalidEvent, match="event_time"):
+        client.send("app_log", {}, event_time=float("nan"))
+    with pytest.raises(InvalidEvent, match="attributes"):
+        client.send("app_log", {}, attributes={"k": 1})  # type: ignore[dict-item]
+    with pytest.raises(InvalidEvent, match="category"):
+        client.send(7, {})  # type: ignore[arg-type]
+    client.close()
