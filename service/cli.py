@@ -22,6 +22,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Plain (click-style) help for every command: long option names and defaults are never cut at 80 columns, and a
+    # flag shows no type. Rich's option table truncates its first column and adds a type column to every row.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},  # use up to 120 columns when the terminal has them
 )
 
 
@@ -46,9 +50,24 @@ bigquery_commands.register(app)
 bench_commands.register(app)
 
 
+NO_CREDENTIALS = (
+    "error: no Google credentials found. For the local cloud, point logpipe at its emulators (BIGQUERY_EMULATOR_HOST "
+    'and the others): eval "$(logpipe env --state-dir DIR)"; for Google Cloud, run `gcloud auth '
+    "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS."
+)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Missing Google credentials end in one line on stderr and exit 1, not a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        from google.auth.exceptions import DefaultCredentialsError
+
+        if not isinstance(exc, DefaultCredentialsError):
+            raise
+        typer.echo(NO_CREDENTIALS, err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

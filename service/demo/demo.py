@@ -45,10 +45,12 @@ class SendLog:
 def _send(
     targets: list[str], events: list[workload.PlannedEvent], log: SendLog, progress: Progress, label: str
 ) -> None:
-    from service.client import IngestClient
+    from service.client import ClientOptions, IngestClient
 
     task = progress.add_task(label, total=len(events))
-    with IngestClient(targets) as client:
+    # The SDK refuses a payload over the front-end's default limit itself; the demo lifts that so that its one
+    # oversized event reaches the front-end, which must reject it (PAYLOAD_TOO_LARGE, G5).
+    with IngestClient(targets, options=ClientOptions(max_payload_bytes=8 * 1024 * 1024)) as client:
         for i, ev in enumerate(events):
             log.sent_at[ev.event_id] = time.monotonic()
             client.send(

@@ -61,18 +61,24 @@ def send(
     token: Annotated[str | None, typer.Option(help="Bearer token; default $LOGPIPE_TOKEN.")] = None,
     tls: Annotated[bool, typer.Option("--tls", help="Use TLS.")] = False,
     ca_cert: Annotated[Path | None, typer.Option(help="CA certificate for TLS.")] = None,
-    batch: Annotated[int, typer.Option(help="Events per request.")] = 500,
+    batch: Annotated[int, typer.Option(min=1, help="Events per request.")] = 500,
 ) -> None:
-    """Send JSON lines ({"payload": ..., "event_time", "attributes", "event_id"}) and print accepted/rejected counts.
+    """Send JSON lines and print accepted/rejected counts.
 
-    Exits 1 when any event is rejected or failed (reasons on stderr), 2 on bad input or usage."""
+    One event per line: {"payload": ..., "event_time": "RFC 3339", "attributes": {"k": "v"}, "event_id": "...",
+    "producer": "..."}; only payload is required. Exits 1 when any event is rejected or failed (reasons on stderr), 2
+    on bad input or usage (nothing is sent)."""
     from service.frontend.send import run_send
 
     target = target or os.environ.get("LOGPIPE_INGEST_TARGET")
     if not target:
         typer.echo("error: no --target and LOGPIPE_INGEST_TARGET is not set", err=True)
         raise typer.Exit(2)
-    stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+    try:
+        stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        typer.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         code = run_send(stream, category=category, target=target, token=token or os.environ.get("LOGPIPE_TOKEN"),
                         tls=tls, ca_cert=ca_cert, batch=batch)  # fmt: skip

@@ -1,8 +1,9 @@
 """``logpipe send``: JSON lines from a file or stdin -> ``IngestClient`` -> counts on stdout, reasons on stderr.
 
-Line shape: ``{"payload": <JSON value or string>, "event_time": "<RFC 3339>", "attributes": {...}, "event_id": "..."}``;
-only ``payload`` is required. A string payload is sent as its text; any other JSON value is sent serialized. Blank
-lines are skipped. A malformed line is reported with its line number and nothing is sent (exit 2).
+Line shape: ``{"payload": <JSON value or string>, "event_time": "<RFC 3339>", "attributes": {...}, "event_id": "...",
+"producer": "..."}``; only ``payload`` is required. A string payload is sent as its text; any other JSON value is sent
+serialized. Blank lines are skipped. A malformed line is reported with its line number and nothing is sent (exit 2);
+so is an unreadable ``--ca-cert`` or an empty ``--target``.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ def parse_line(line: str, lineno: int, category: str) -> Event:
     attrs = obj.get("attributes") or {}
     if not isinstance(attrs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in attrs.items()):
         raise BadLine(lineno, "attributes must be an object of strings")
-    if obj.get("event_id") is not None and not isinstance(obj["event_id"], str):
-        raise BadLine(lineno, "event_id must be a string")
+    for key in ("event_id", "producer"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise BadLine(lineno, f"{key} must be a string")
     try:
         return make_event(category, obj["payload"], event_time=when, attributes=attrs, event_id=obj.get("event_id"),
-                          producer=str(obj.get("producer") or ""))  # fmt: skip
+                          producer=obj.get("producer") or "")  # fmt: skip
     except InvalidEvent as exc:
         raise BadLine(lineno, str(exc)) from None
 
@@ -72,10 +74,19 @@ def run_send(
         except BadLine as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    roots = ca_cert.read_bytes() if ca_cert else None
+    try:
+        roots = ca_cert.read_bytes() if ca_cert else None
+    except OSError as exc:
+        print(f"error: cannot read --ca-cert {ca_cert}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     options = ClientOptions(max_batch_events=max(1, batch))
-    with IngestClient(target, token=token, tls=tls or roots is not None, root_certificates=roots,
-                      options=options) as client:  # fmt: skip
+    try:
+        client = IngestClient(target, token=token, tls=tls or roots is not None, root_certificates=roots,
+                              options=options)  # fmt: skip
+    except ValueError as exc:  # the target list (parse_targets)
+        print(f"error: --target {target!r}: {exc}", file=sys.stderr)
+        return 2
+    with client:
         for e in events:
             client.send_event(e)
         result = client.flush()

@@ -59,3 +59,34 @@ def test_malformed_line_is_reported_with_its_number(tmp_path: Path, bad: str, wh
 def test_no_target_is_a_usage_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["send", "--category", "app_log", "-"], input="", env={"LOGPIPE_INGEST_TARGET": ""})
     assert res.exit_code == 2
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["send", "--target", "127.0.0.1:1", "--category", "app_log", str(tmp_path / "no")])
+    assert res.exit_code == 2
+    assert "cannot read" in res.stderr and "No such file" in res.stderr
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_missing_ca_cert_is_a_clear_error(tmp_path: Path) -> None:
+    args = ["send", "--target", "127.0.0.1:1", "--category", "app_log", "--ca-cert", str(tmp_path / "no.pem"), "-"]
+    res = CliRunner().invoke(app, args, input=lines({"payload": 1}))
+    assert res.exit_code == 2
+    assert "--ca-cert" in res.stderr and "No such file" in res.stderr
+
+
+def test_empty_target_list_is_a_clear_error() -> None:
+    res = CliRunner().invoke(app, ["send", "--target", ",", "--category", "app_log", "-"], input=lines({"payload": 1}))
+    assert res.exit_code == 2
+    assert "--target" in res.stderr and "host:port" in res.stderr
+
+
+def test_non_string_producer_is_refused_and_documented() -> None:
+    res = CliRunner().invoke(
+        app,
+        ["send", "--target", "127.0.0.1:1", "--category", "app_log", "-"],
+        input=lines({"payload": 1, "producer": 5}),
+    )
+    assert res.exit_code == 2
+    assert "line 1" in res.stderr and "producer must be a string" in res.stderr
+    assert '"producer"' in CliRunner().invoke(app, ["send", "--help"]).stdout
