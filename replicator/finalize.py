@@ -44,7 +44,7 @@ from replicator.scan import NameSetDigest, PartitionState, partitions_to_finaliz
 from replicator.store import ObjectStore
 from service import envelope as envelope_format
 from service.catalog import Catalog, Category
-from service.contract import Envelope, Event
+from service.contract import Envelope
 
 log = logging.getLogger(__name__)
 MAX_RACE_RETRIES = 20
@@ -109,7 +109,7 @@ def decode_landed(data: bytes, metadata: Mapping[str, str]) -> Envelope:
     ``envelope_format.decode`` refuses envelopes that break its content rules (event times, payload encoding, the
     ``envelope_id`` syntax); landing dead-letters those. An object that landed before a rule existed must not become
     undecodable, or its partition could never commit (G1, G5): it is parsed anyway, and its events are judged one by
-    one (``_check_event``, ``records.event_to_row``). Raises ``PoisonEnvelope`` only for a corrupt object.
+    one (``records.check_landed_event``, ``records.event_to_row``). Raises ``PoisonEnvelope`` only for a corrupt object.
     """
     try:
         return envelope_format.decode(data, dict(metadata) or None)
@@ -123,14 +123,6 @@ def decode_landed(data: bytes, metadata: Mapping[str, str]) -> Envelope:
             "staging object of envelope %r predates a landing rule (%s); judging its events", env.envelope_id, exc
         )
         return env
-
-
-def _check_event(event: Event, category: str) -> None:
-    """What ``envelope_format.decode`` checks per event and ``records.event_to_row`` does not."""
-    if event.category != category:
-        raise records.UnconvertibleEvent("wrong_category", f"event of category {event.category[:64]!r} in {category}")
-    if not event.event_id:
-        raise records.UnconvertibleEvent("missing_event_id", "event has no event_id")
 
 
 def quarantine_object(staging_name: str, layout: Layout) -> str:
@@ -391,7 +383,7 @@ class Finalizer:
                 rejected = refused.get((obj.name, index)) if refused else None
                 if rejected is None:
                     try:
-                        _check_event(event, category.name)
+                        records.check_landed_event(event, category.name)
                         row = records.event_to_row(event, category, env.envelope_id)
                     except MemoryError:
                         raise

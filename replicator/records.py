@@ -72,6 +72,15 @@ def _timestamp(name: str, seconds: int, nanos: int) -> int:
     return us
 
 
+def check_landed_event(event: Event, category: str) -> None:
+    """What ``service.envelope.decode`` checks per event and ``event_to_row`` does not, for events of staging objects
+    that landed under older rules. Raises ``UnconvertibleEvent``."""
+    if event.category != category:
+        raise UnconvertibleEvent("wrong_category", f"event of category {event.category[:64]!r} in {category}")
+    if not event.event_id:
+        raise UnconvertibleEvent("missing_event_id", "event has no event_id")
+
+
 def micros_to_datetime(us: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=us)
 

@@ -36,6 +36,7 @@ from replicator.bigquery.jobs import LoadRunner, LoadSpec
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.crash import NEVER, CrashPoints
 from replicator.errors import ObjectNotFound
+from replicator.finalize import decode_landed
 from replicator.layout import Layout
 from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
@@ -235,7 +236,7 @@ class FreshLoader:
             if isinstance(got, tuple):
                 info, data = got
                 try:
-                    env = envelope_format.decode(data, dict(info.metadata))
+                    env = decode_landed(data, info.metadata)  # as finalization reads it
                 except envelope_format.PoisonEnvelope as exc:  # landing validated it; never block the tier on one
                     log.error("skipping undecodable staging object %s: %s", src, exc)
                     continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ import fastavro
 from replicator import records
 from service.catalog import Category, FieldType, PayloadFormat
 from service.contract import Envelope
+
+log = logging.getLogger(__name__)
 
 _TS = {"type": "long", "logicalType": "timestamp-micros"}
 _JSON = {"type": "string", "sqlType": "JSON"}
@@ -57,9 +60,16 @@ def _fields_json(extracted: dict[str, Any], category: Category) -> str:
 
 
 def fresh_rows(env: Envelope, category: Category, source: str) -> Iterator[dict[str, Any]]:
-    """The fresh rows of every event of ``env`` (one staging object named ``source``)."""
+    """The fresh rows of the events of ``env`` (one staging object named ``source``) that have a valid row. An event
+    without one (``records.UnconvertibleEvent``) is skipped: finalization rejects it too, and records it in the
+    manifest and in ``quarantine/`` (docs/design.md); the fresh view must not differ from what will be committed."""
     for event in env.events:
-        row = records.event_to_row(event, category, env.envelope_id)
+        try:
+            records.check_landed_event(event, category.name)
+            row = records.event_to_row(event, category, env.envelope_id)
+        except records.UnconvertibleEvent as exc:
+            log.warning("fresh path skips event %r of %s: %s", event.event_id[:64], source, exc)
+            continue
         payload = row.pop("payload")
         extracted = {f.name: row.pop(f.name, None) for f in category.fields}
         is_json = category.payload_format is PayloadFormat.JSON

@@ -159,3 +159,29 @@ def test_an_object_committed_before_any_batch_took_it_is_forgotten() -> None:
     assert loader.run(staging, staging) == 0 and fake.specs == []  # committed: nothing for the fresh table
     assert loader._converted == set()
     assert store.stat(names.fresh_object("core", next(iter(staging)))) is not None
+
+
+def test_an_event_without_a_valid_row_is_skipped_and_the_rest_of_its_object_is_loaded() -> None:
+    """An object that landed before landing refused such events: the fresh path shows what finalization will commit
+    (the good events), instead of failing the object's conversion on every pass."""
+    from replicator.layout import Layout, Partition
+    from replicator.synth import make_event
+    from service import envelope as envelope_format
+    from service.contract import Envelope
+
+    store, _, _, loader = setup()
+    hour = NOW.replace(minute=0)
+    good, bad = make_event("ads_click", "good-1", NOW), make_event("ads_click", "bad-1", NOW)
+    bad.payload = b'{"x": "\xff\xfe"}'  # not UTF-8 in a JSON category
+    env = Envelope(envelope_id="old-envelope", category="ads_click", frontend="test")
+    env.events.extend([good, bad])
+    hour_us = int(hour.timestamp()) * 1_000_000
+    enc = envelope_format.encode_serialized(
+        env.SerializeToString(), envelope_id="old-envelope", category="ads_click", event_count=2,
+        min_event_micros=hour_us, max_event_micros=hour_us,
+    )  # fmt: skip
+    name = Layout().staging_object(Partition("ads_click", hour), "old-envelope")
+    store.create_if_absent(name, enc.data, enc.attributes)
+    assert loader.convert(frozenset()) == 1
+    rows = fresh_rows.decode(store.read(names.fresh_object("core", name)))
+    assert [r["event_id"] for r in rows] == ["good-1"]
