@@ -24,7 +24,7 @@ from faults.http_proxy import FaultProxy, FaultRule
 from faults.tcp_proxy import TcpProxy
 
 from service.catalog import default_catalog_path, load_catalog
-from service.client import IngestClient
+from service.client import ClientOptions, IngestClient
 from service.demo import workload
 from service.demo.loadgen import LoadResult, run_load
 from service.demo.pipeline import Pipeline, PipelineConfig
@@ -138,7 +138,9 @@ def _send_invalid(targets: list[str], seed: int, report: ChaosReport) -> None:
     catalog = load_catalog()
     bad = workload.invalid_events(catalog, seed=seed, now=dt.datetime.now(dt.UTC))
     report.invalid_expected.update({e.event_id: e.expect for e in bad})
-    with IngestClient(targets) as client:
+    # The SDK refuses payloads over its own 1 MiB cap locally; the oversized case must reach the front-end, whose
+    # PAYLOAD_TOO_LARGE is what this checks.
+    with IngestClient(targets, options=ClientOptions(max_payload_bytes=8 * 1024 * 1024)) as client:
         for e in bad:
             client.send(e.category, e.payload, event_time=e.event_time, event_id=e.event_id)
         res = client.flush()
