@@ -10,7 +10,6 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from replicator.metrics import Metrics
 from replicator.store import MemoryStore
 from replicator.synth import make_envelope
 from service.envelope import FORMAT, PoisonEnvelope
+from tests.unit.replicator_support import FakeDeadLetter, FakeMessage
 
 pytestmark = pytest.mark.unit
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
@@ -224,29 +224,6 @@ def test_a_bomb_waits_for_the_budget_instead_of_allocating() -> None:
         hold.__exit__(None, None, None)
     t.join(10)
     assert result == ["too_large"] and budget.used == 0
-
-
-@dataclass
-class FakeMessage:
-    data: bytes
-    attributes: Mapping[str, str]
-    message_id: str = "m1"
-    publish_time: dt.datetime = H
-    calls: list[str] = field(default_factory=list)
-
-    def ack(self) -> None:
-        self.calls.append("ack")
-
-    def nack(self) -> None:
-        self.calls.append("nack")
-
-
-class FakeDeadLetter:
-    def __init__(self) -> None:
-        self.published: list[tuple[bytes, dict[str, str]]] = []
-
-    def publish(self, data: bytes, attributes: Mapping[str, str]) -> None:
-        self.published.append((data, dict(attributes)))
 
 
 def test_a_busy_budget_past_its_timeout_nacks_the_message_for_redelivery() -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
@@ -21,40 +18,10 @@ from replicator.store import Created, MemoryStore
 from replicator.synth import make_envelope
 from replicator.worker import Worker
 from service.catalog import load_catalog
+from tests.unit.replicator_support import FakeDeadLetter, FakeMessage
 
 pytestmark = pytest.mark.unit
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
-
-
-@dataclass
-class FakeMessage:
-    data: bytes
-    attributes: Mapping[str, str]
-    message_id: str = "m1"
-    publish_time: dt.datetime = H
-    calls: list[str] = field(default_factory=list)
-    ack_future: Future[None] = field(default_factory=Future)
-
-    def ack(self) -> None:
-        self.calls.append("ack")
-
-    def nack(self) -> None:
-        self.calls.append("nack")
-
-    def ack_with_response(self) -> Any:
-        self.calls.append("ack_with_response")
-        return self.ack_future
-
-
-class FakeDeadLetter:
-    def __init__(self, fail: bool = False) -> None:
-        self.published: list[tuple[bytes, dict[str, str]]] = []
-        self.fail = fail
-
-    def publish(self, data: bytes, attributes: Mapping[str, str]) -> None:
-        if self.fail:
-            raise TimeoutError("dead-letter topic unreachable")
-        self.published.append((data, dict(attributes)))
 
 
 class FailingStore(MemoryStore):

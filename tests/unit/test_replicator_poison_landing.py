@@ -7,8 +7,7 @@ handler dead-letters it with a precise reason, and a good envelope of the same h
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import pytest
 import zstandard
@@ -23,33 +22,11 @@ from replicator.store import MemoryStore
 from replicator.synth import make_envelope
 from service.catalog import load_catalog
 from service.contract import Envelope
+from tests.unit.replicator_support import FakeDeadLetter, FakeMessage
 
 pytestmark = pytest.mark.unit
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
 CAT = load_catalog()
-
-
-@dataclass
-class FakeMessage:
-    data: bytes
-    attributes: Mapping[str, str]
-    message_id: str = "m1"
-    publish_time: dt.datetime = H
-    calls: list[str] = field(default_factory=list)
-
-    def ack(self) -> None:
-        self.calls.append("ack")
-
-    def nack(self) -> None:
-        self.calls.append("nack")
-
-
-class FakeDeadLetter:
-    def __init__(self) -> None:
-        self.published: list[tuple[bytes, dict[str, str]]] = []
-
-    def publish(self, data: bytes, attributes: Mapping[str, str]) -> None:
-        self.published.append((data, dict(attributes)))
 
 
 def _tampered(category: str, mutate: Callable[[Envelope], None], envelope_id: str = "bad-1") -> FakeMessage:
