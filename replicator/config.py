@@ -47,6 +47,9 @@ class ReplicatorConfig(BaseModel):
     #: The watermark also stays at or below the oldest publish time among the messages started this long ago or
     #: later (docs/design.md, "Watermark"): a draining backlog and a nacked message's redelivery keep hours open.
     receive_window_seconds: float = Field(default=120.0, ge=0)
+    #: How often a worker publishes its watermark to the bucket for the other workers of its tiers
+    #: (``replicator/watermarks.py``); a heartbeat older than 3 intervals plus the lease extension is ignored.
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
     finalize_interval: float = Field(default=30.0, gt=0)
     finalize: bool = True
     max_messages: int = Field(default=64, ge=1)

@@ -10,7 +10,8 @@ Lifecycle:
     redelivers them; landing is idempotent.
   * Closability (docs/design.md, "Watermark"): W = min(now, publish time of the oldest message held, oldest
     publish time among the messages started in the last ``receive_window``); a partition is closable when
-    W >= hour end + lateness.
+    W >= hour end + lateness, and so is every live worker's W of its tier (``replicator/watermarks.py``: each worker
+    publishes its W every ``heartbeat_seconds``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from typing import Any
 
 from replicator.config import ReplicatorConfig
 from replicator.crash import CrashPoints
+from replicator.errors import StoreError
 from replicator.finalize import CommitListener, Finalizer, FinalizeSettings
 from replicator.handler import MessageHandler, PubsubDeadLetter
 from replicator.landing import Lander
 from replicator.layout import Partition
 from replicator.metrics import Metrics
 from replicator.store import ObjectStore
+from replicator.watermarks import SharedWatermark
 from service.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,9 @@ class Worker:
             listeners=list(listeners or []),
         )
         self._threads: list[threading.Thread] = []
+        stale = dt.timedelta(seconds=3 * settings.heartbeat_seconds + settings.lease_extension_seconds)
+        self._shared = {t: SharedWatermark(store, t, settings.writer, clock, stale_after=stale) for t in tiers}
+        self._tier_of = {c.name: t for t in tiers for c in catalog.categories_in(t)}
 
     # --- watermark -----------------------------------------------------------------------------------------------
     def watermark(self) -> dt.datetime:
@@ -91,7 +97,30 @@ class Worker:
         return min([now, *held, *recent])
 
     def closable(self, p: Partition) -> bool:
-        return self.watermark() >= p.end + self._cfg.lateness
+        """This worker's watermark and every other live worker's of ``p``'s tier are past ``p``'s end + lateness.
+        False when the other workers' heartbeats cannot be listed (closing can wait; an early ``_SUCCESS`` cannot be
+        taken back)."""
+        deadline = p.end + self._cfg.lateness
+        if self.watermark() < deadline:
+            return False
+        shared = self._shared.get(self._tier_of.get(p.category, ""))
+        if shared is None:
+            return True
+        try:
+            others = shared.others()
+        except StoreError as exc:
+            log.warning("cannot read the other workers' watermarks; %s stays open: %s", p.category, exc)
+            return False
+        return others is None or others >= deadline
+
+    def publish_watermarks(self) -> None:
+        """Publish this worker's watermark for each of its tiers (the heartbeat). Logs, never raises."""
+        w = self.watermark()
+        for tier, shared in self._shared.items():
+            try:
+                shared.publish(w)
+            except Exception as exc:  # the next heartbeat retries; stale heartbeats are ignored by the others
+                log.warning("publishing the watermark of tier %s failed: %r", tier, exc)
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -142,6 +171,8 @@ class Worker:
             self._futures.append(future)
             log.info("subscribed %s (exactly_once=%s)", sub_path, exactly_once)
         self._spawn("gauges", self._gauge_loop)
+        self.publish_watermarks()
+        self._spawn("heartbeats", self._heartbeat_loop)
         if self._cfg.finalize:
             self._spawn("finalizer", self._finalize_loop)
         log.info("replicator ready tiers=%s", ",".join(self._tiers))
@@ -157,6 +188,10 @@ class Worker:
             age = (self._clock() - min(held)).total_seconds() if held else 0.0
             self._metrics.oldest_unacked_age.set(max(0.0, age))
             self._metrics.in_flight.set(sum(h.in_flight() for h in self._handlers))
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self._cfg.heartbeat_seconds):
+            self.publish_watermarks()
 
     def _finalize_loop(self) -> None:
         # Jitter keeps N workers from finalizing the same partition at the same instant (a lost race costs a rerun).
@@ -193,6 +228,12 @@ class Worker:
             log.warning("abandoning %d in-flight messages (unacked; Pub/Sub will redeliver them)", left)
         for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        if not left:  # nothing held any more: the other workers need not wait for this one's heartbeat to go stale
+            for shared in self._shared.values():
+                try:
+                    shared.withdraw()
+                except Exception as exc:
+                    log.info("withdrawing the watermark failed (it goes stale): %r", exc)
         log.info("replicator stopped")
 
     def wait(self) -> None:
