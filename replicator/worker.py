@@ -39,6 +39,7 @@ from replicator.watermarks import SharedWatermark
 from service.catalog import Catalog
 
 log = logging.getLogger(__name__)
+_WITHDRAW_WAIT_S = 5.0  # how long a stopping worker waits to delete its heartbeats
 
 
 class Worker:
@@ -86,6 +87,7 @@ class Worker:
         stale = dt.timedelta(seconds=3 * settings.heartbeat_seconds + settings.lease_extension_seconds)
         self._shared = {t: SharedWatermark(store, t, settings.writer, clock, stale_after=stale) for t in tiers}
         self._tier_of = {c.name: t for t in tiers for c in catalog.categories_in(t)}
+        self._published = False  # a heartbeat was written at least once (so there is one to withdraw)
 
     # --- watermark -----------------------------------------------------------------------------------------------
     def watermark(self) -> dt.datetime:
@@ -119,6 +121,7 @@ class Worker:
         for tier, shared in self._shared.items():
             try:
                 shared.publish(w)
+                self._published = True
             except Exception as exc:  # the next heartbeat retries; stale heartbeats are ignored by the others
                 log.warning("publishing the watermark of tier %s failed: %r", tier, exc)
 
@@ -228,13 +231,20 @@ class Worker:
             log.warning("abandoning %d in-flight messages (unacked; Pub/Sub will redeliver them)", left)
         for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        if not left:  # nothing held any more: the other workers need not wait for this one's heartbeat to go stale
-            for shared in self._shared.values():
-                try:
-                    shared.withdraw()
-                except Exception as exc:
-                    log.info("withdrawing the watermark failed (it goes stale): %r", exc)
+        if self._published and not left:
+            # Nothing held any more: the other workers need not wait for this one's heartbeat to go stale. Best
+            # effort and bounded (a store outage must not hold the exit; the heartbeat then goes stale by itself).
+            t = threading.Thread(target=self._withdraw, name="withdraw", daemon=True)
+            t.start()
+            t.join(timeout=_WITHDRAW_WAIT_S)
         log.info("replicator stopped")
+
+    def _withdraw(self) -> None:
+        for shared in self._shared.values():
+            try:
+                shared.withdraw()
+            except Exception as exc:
+                log.info("withdrawing the watermark failed (it goes stale): %r", exc)
 
     def wait(self) -> None:
         """Block until ``request_stop``/``stop`` is called, or a streaming pull fails for good (then re-raise)."""
