@@ -113,7 +113,10 @@ class Worker:
         except StoreError as exc:
             log.warning("cannot read the other workers' watermarks; %s stays open: %s", p.category, exc)
             return False
-        return others is None or others >= deadline
+        if others is not None and others < deadline:
+            log.info("%s %s waits for another worker's watermark (%s)", p.category, p.hour.isoformat(), others)
+            return False
+        return True
 
     def publish_watermarks(self) -> None:
         """Publish this worker's watermark for each of its tiers (the heartbeat). Logs, never raises."""
