@@ -20,7 +20,7 @@ import typer
 _log = logging.getLogger("replicator")
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
     """stderr logging from ``LOGPIPE_LOG_LEVEL`` (INFO) and ``LOGPIPE_LOG_FORMAT`` (text, or json for Cloud Logging:
     the deployments set it). An unknown format is a usage error (exit 2)."""
     from service.frontend.logs import configure_cli
@@ -124,7 +124,7 @@ def replicate(
     ] = None,
 ) -> None:
     """Land envelopes from Pub/Sub into GCS staging, exactly once, and finalize closed partitions."""
-    _setup_logging()
+    setup_logging()
     flags = {
         "tiers": tuple(tier or ()) or None,
         "bucket": bucket,
@@ -249,7 +249,7 @@ def finalize(
 
     Exit 0 when every closable partition was finalized, 1 when one failed or the bucket could not be listed, 2 on a
     usage error."""
-    _setup_logging()
+    setup_logging()
     cutoff = _parse_before(before) if before is not None else None
     flags = {
         "bucket": bucket,

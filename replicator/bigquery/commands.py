@@ -95,7 +95,6 @@ def load(
     """Load landed data into BigQuery: committed manifests, and fresh staging objects within one interval.
 
     Creates or evolves the tables first and refuses an incompatible catalog. Safe to run on many workers at once."""
-    import os
     import signal
 
     from pydantic import ValidationError
@@ -103,13 +102,9 @@ def load(
     from replicator.bigquery.errors import SchemaIncompatible
     from replicator.bigquery.loader import LoaderConfig, run_loader
     from replicator.bigquery.metrics import LoaderMetrics
-    from service.frontend.logs import configure_cli
+    from replicator.commands import setup_logging
 
-    try:  # text, or json with severity for Cloud Logging (the deployment sets LOGPIPE_LOG_FORMAT=json)
-        configure_cli(os.environ.get("LOGPIPE_LOG_LEVEL", "INFO"), os.environ.get("LOGPIPE_LOG_FORMAT", "text"))
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    setup_logging()  # text, or json with severity for Cloud Logging (the deployment sets LOGPIPE_LOG_FORMAT=json)
     try:
         config = LoaderConfig(
             project=project,

@@ -45,3 +45,16 @@ class FakeDeadLetter:
         if self.fail:
             raise TimeoutError("dead-letter topic unreachable")
         self.published.append((data, dict(attributes)))
+
+
+class HeldHandler:
+    """What the watermark reads from a message handler: the publish time of the oldest message held, if any."""
+
+    def __init__(self, held: dt.datetime | None) -> None:
+        self.held = held
+
+    def oldest_held(self) -> dt.datetime | None:
+        return self.held
+
+    def oldest_recent(self) -> dt.datetime | None:
+        return None

@@ -23,6 +23,7 @@ from replicator.worker import Worker
 from service.catalog import load_catalog
 from service.envelope import decode as decode_envelope
 from service.envelope import encode
+from tests.unit.replicator_support import HeldHandler
 
 pytestmark = pytest.mark.unit
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
@@ -166,17 +167,6 @@ def test_config_from_env_and_flags() -> None:
         ReplicatorConfig.from_sources({"max_bytes": 1024}, env)  # below one Pub/Sub message
     with pytest.raises(ConfigError):
         ReplicatorConfig.from_sources({}, {**env, "LOGPIPE_CRASH_AT": "bogus"})
-
-
-class HeldHandler:
-    def __init__(self, held: dt.datetime | None) -> None:
-        self.held = held
-
-    def oldest_held(self) -> dt.datetime | None:
-        return self.held
-
-    def oldest_recent(self) -> dt.datetime | None:
-        return None
 
 
 def test_watermark_waits_for_held_messages() -> None:

@@ -16,23 +16,11 @@ from replicator.store import MemoryStore
 from replicator.watermarks import SharedWatermark
 from replicator.worker import Worker
 from service.catalog import load_catalog
+from tests.unit.replicator_support import HeldHandler
 
 pytestmark = pytest.mark.unit
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
 P = Partition("ads_click", H)  # tier core; closable from 14:10 with the default lateness
-
-
-class HeldHandler:
-    """What the watermark reads from a message handler: the publish time of the oldest message held, if any."""
-
-    def __init__(self, held: dt.datetime | None) -> None:
-        self.held = held
-
-    def oldest_held(self) -> dt.datetime | None:
-        return self.held
-
-    def oldest_recent(self) -> dt.datetime | None:
-        return None
 
 
 def worker(store: MemoryStore, clock: list[dt.datetime], writer: str) -> Worker:
