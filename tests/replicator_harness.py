@@ -148,14 +148,19 @@ class Isolated:
         return [o.name for o in self.store().list(Layout().staging_prefix + "/")]
 
 
-def isolated(endpoints: Endpoints, workdir: Path, *, ack_deadline: int | None = None) -> Isolated:
-    """Provision a fresh catalog prefix (topics, subscriptions, dead-letter) and bucket for one test."""
+def isolated(
+    endpoints: Endpoints, workdir: Path, *, ack_deadline: int | None = None, max_delivery_attempts: int | None = None
+) -> Isolated:
+    """Provision a fresh catalog prefix (topics, subscriptions, dead-letter) and bucket for one test; ``ack_deadline``
+    and ``max_delivery_attempts`` replace every tier's."""
     tag = uuid.uuid4().hex[:8]
     data = yaml.safe_load((REPO / "deploy/terraform/catalog.yaml").read_text())
     data["name_prefix"] = f"t{tag}"
-    if ack_deadline is not None:
-        for t in data["tiers"]:
+    for t in data["tiers"]:
+        if ack_deadline is not None:
             t["ack_deadline_seconds"] = ack_deadline
+        if max_delivery_attempts is not None:
+            t["max_delivery_attempts"] = max_delivery_attempts
     path = workdir / "catalog.yaml"
     path.write_text(yaml.safe_dump(data))
     catalog = load_catalog(path)
