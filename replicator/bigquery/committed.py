@@ -1,21 +1,24 @@
 """Committed path: load each manifest generation of a tier's categories into ``<category>__committed``, once.
 
 One pass (``CommittedLoader.run``), in numbered steps; a crash after any step is repaired by the next pass:
-  C1. List the manifests of the lookback window (``logs/<category>/YYYY/MM/DD/``), read the new ones (immutable, so
-      cached), and skip those with a ``.loaded`` marker. The first pass of a process, and then one pass every
-      ``backfill_interval``, lists the longer backfill window instead: late data (an event_time up to 7 days old, a
-      spool replay after an outage) commits delta manifests into partitions older than the lookback (G1).
-  C2. Load each remaining manifest's files with ``LoadRunner`` (job id from category, hour, generation, token). A
-      repeat after a crash answers 409 and is recognised as done: the committed table gets each generation once.
-  C3. Delete the fresh rows the loaded manifests cover (``DELETE ... WHERE source IN UNNEST(@sources)``: one DML
-      per pass and tier). Only an optimisation: the view already prefers committed rows; this keeps the fresh table
-      (and so every query of the view) small. Idempotent.
+  C1. List the manifests of the lookback window (``logs/<category>/YYYY/MM/DD/``), remember the new ones, and skip
+      those with a ``.loaded`` marker. The first pass of a process, and then one pass every ``backfill_interval``,
+      lists the longer backfill window instead: late data (an event_time up to 7 days old, a spool replay after an
+      outage) commits delta manifests into partitions older than the lookback (G1).
+  C2. Read each remaining manifest and load its files with ``LoadRunner`` (job id from category, hour, generation,
+      token). A repeat after a crash answers 409 and is recognised as done: the committed table gets each generation
+      once.
+  C3. Delete the fresh rows the loaded manifests cover (``DELETE ... WHERE source IN UNNEST(@sources)``, 10,000
+      sources a statement). Only an optimisation: the view already prefers committed rows; this keeps the fresh
+      table (and so every query of the view) small. Idempotent.
   C4. Write the ``.loaded`` markers (create-if-absent). They only save work: a lost marker costs one 409.
 A manifest without files (a delta whose events were all duplicates) has nothing to load and goes straight to C3.
 
 Memory (G4): what a pass learns is kept per (category, UTC day) and dropped once the day is older than the backfill
-window, which no scan lists again; so ``committed_sources`` covers every manifest of the backfill window, which must
-contain the fresh path's horizon (``LoaderConfig`` checks it).
+window, which no scan lists again. A known manifest is an ``_Entry``: its marker name, plus its ``sources`` only while
+its day is in the fresh window (from the day of ``now - fresh_horizon`` on: the staging days the fresh path lists,
+the only place names are looked up). A manifest of an older day is not even read until it has to be loaded. C2 reads
+the manifest it loads (immutable), and C3/C4 run every ``_FLUSH_SOURCES`` sources: a catch-up holds few at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from google.cloud import bigquery
 
@@ -31,9 +34,10 @@ from replicator.bigquery import names
 from replicator.bigquery.errors import LoadFailed, LoadPending
 from replicator.bigquery.jobs import LoadRunner, LoadSpec
 from replicator.bigquery.metrics import LoaderMetrics
+from replicator.bigquery.views import DEFAULT_HORIZON_HOURS
 from replicator.crash import NEVER, CrashPoints
 from replicator.errors import ObjectNotFound
-from replicator.layout import Layout, Partition, manifest_generation
+from replicator.layout import Layout, Partition, manifest_generation, parse_partition_dir
 from replicator.manifest import Manifest, ManifestError
 from replicator.store import ObjectStore
 from service.catalog import Category, FileFormat
@@ -41,6 +45,8 @@ from service.catalog import Category, FileFormat
 log = logging.getLogger(__name__)
 _FORMATS = {FileFormat.AVRO: "AVRO", FileFormat.JSONL_GZ: "NEWLINE_DELIMITED_JSON"}
 _DELETE_CHUNK = 10_000
+#: Sources of loaded manifests held before their fresh rows are deleted and their markers written (C3, C4).
+_FLUSH_SOURCES = 10 * _DELETE_CHUNK
 #: The front-end accepts event times up to 7 days old (``event_time_past_s``); their partitions commit after the
 #: finalizer's lateness, and a spool replay may deliver them later still: 7 days + 1 day of margin.
 DEFAULT_BACKFILL = dt.timedelta(hours=192)
@@ -53,6 +59,11 @@ def days_between(start: dt.datetime, end: dt.datetime) -> Iterator[dt.date]:
     while d <= last:
         yield d
         d += dt.timedelta(days=1)
+
+
+def first_day(now: dt.datetime, window: dt.timedelta) -> dt.date:
+    """The oldest UTC day a window reaching ``window`` back from ``now`` lists (the start of ``days_between``)."""
+    return (now - window).astimezone(dt.UTC).date()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +79,23 @@ class Target:
         return f"{self.project}.{self.dataset}.{name}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What is remembered of one known manifest: its ``.loaded`` marker, and its sources while its day is in the
+    fresh window (``()`` otherwise). Files and the rest are read again to load it."""
+
+    marker: str
+    sources: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class _Day:
     """What the passes learned of one category's UTC day; forgotten as a whole when the day leaves the backfill
     window."""
 
+    fresh: bool  # in the fresh window: every entry carries its sources
     markers_listed: bool = False
-    manifests: dict[str, Manifest] = field(default_factory=dict)  # manifest name -> manifest (immutable: read once)
+    manifests: dict[str, _Entry] = field(default_factory=dict)  # manifest name -> entry
     done: set[str] = field(default_factory=set)  # ``.loaded`` markers
     failed: set[str] = field(default_factory=set)  # manifests whose load was given up (recorded by the runner)
 
@@ -82,8 +103,9 @@ class _Day:
 class CommittedLoader:
     """The committed path of one tier. Not thread-safe: one pass at a time per instance. No I/O in the constructor.
 
-    ``lookback``: the window every pass lists. ``backfill`` (>= ``lookback``, else ``ValueError``): the window the
-    first pass and then one pass every ``backfill_interval`` list, and the one whose manifests are kept in memory.
+    ``lookback``: the window every pass lists. ``backfill`` (>= ``lookback`` and >= ``fresh_horizon``, else
+    ``ValueError``): the window the first pass and then one pass every ``backfill_interval`` list, and the one whose
+    manifests are remembered. ``fresh_horizon``: the fresh path's horizon; sources are kept for its days only.
     """
 
     def __init__(
@@ -100,15 +122,18 @@ class CommittedLoader:
         clock: Callable[[], dt.datetime],
         backfill: dt.timedelta = DEFAULT_BACKFILL,
         backfill_interval: dt.timedelta = DEFAULT_BACKFILL_INTERVAL,
+        fresh_horizon: dt.timedelta = dt.timedelta(hours=DEFAULT_HORIZON_HOURS),
         layout: Layout | None = None,
         crash: CrashPoints = NEVER,
     ) -> None:
         if backfill < lookback:
             raise ValueError(f"the backfill window ({backfill}) must contain the lookback window ({lookback})")
+        if backfill < fresh_horizon:
+            raise ValueError(f"the backfill window ({backfill}) must contain the fresh horizon ({fresh_horizon})")
         self._store, self._client, self._runner, self._metrics = store, client, runner, metrics
         self._target, self._tier, self._categories = target, tier, categories
         self._lookback, self._clock, self._crash = lookback, clock, crash
-        self._backfill, self._backfill_interval = backfill, backfill_interval
+        self._backfill, self._backfill_interval, self._fresh_horizon = backfill, backfill_interval, fresh_horizon
         self._layout = layout or Layout()
         self._days: dict[tuple[str, dt.date], _Day] = {}
         self._last_backfill: dt.datetime | None = None
@@ -118,92 +143,112 @@ class CommittedLoader:
 
     @property
     def backfill(self) -> dt.timedelta:
-        """How far back manifests are listed (at times) and remembered: ``committed_sources`` covers this window."""
+        """How far back manifests are listed (at times) and remembered."""
         return self._backfill
 
     @property
     def committed_sources(self) -> frozenset[str]:
-        """Staging objects consumed by any known manifest of the backfill window: the fresh path leaves these alone."""
+        """Staging objects of the fresh window's days consumed by a known manifest: the fresh path leaves these
+        alone. Complete for every day the fresh path lists (the window's first day only moves forward)."""
         if self._committed_cache is None:
             self._committed_cache = frozenset(
-                s for d in self._days.values() for m in d.manifests.values() for s in m.sources
+                s for d in self._days.values() for e in d.manifests.values() for s in e.sources
             )
         return self._committed_cache
 
     @property
     def done_sources(self) -> frozenset[str]:
-        """Staging objects whose manifest (of the backfill window) is loaded and whose fresh rows are deleted."""
+        """The ``committed_sources`` whose manifest is loaded and whose fresh rows are deleted."""
         if self._done_cache is None:
             self._done_cache = frozenset(
-                s
-                for d in self._days.values()
-                for m in d.manifests.values()
-                if self._marker(m) in d.done
-                for s in m.sources
+                s for d in self._days.values() for e in d.manifests.values() if e.marker in d.done for s in e.sources
             )
         return self._done_cache
 
     def _changed(self) -> None:
         self._committed_cache = self._done_cache = None
 
-    def _forget_before(self, first_day: dt.date) -> None:
-        """Drop every day before ``first_day`` (G4). No later scan lists them: the window only moves forward."""
-        old = [key for key in self._days if key[1] < first_day]
-        for key in old:
+    def _age(self, now: dt.datetime) -> None:
+        """Drop every day before the backfill window (no later scan lists them: the window only moves forward), and
+        the sources of every day before the fresh window (the fresh path never lists them again)."""
+        oldest, fresh_from = first_day(now, self._backfill), first_day(now, self._fresh_horizon)
+        for key in [key for key in self._days if key[1] < oldest]:
             del self._days[key]
-        if old:
+            self._changed()
+        for (_, day), known in self._days.items():
+            if known.fresh and day < fresh_from:
+                known.manifests = {n: replace(e, sources=()) for n, e in known.manifests.items()}
+            elif not known.fresh and day >= fresh_from:  # the clock stepped back: read the day's manifests again
+                known.manifests.clear()
+            else:
+                continue
+            known.fresh = day >= fresh_from
             self._changed()
 
-    def _discover(self) -> list[tuple[str, Manifest, _Day]]:
+    def _discover(self) -> list[tuple[str, _Entry, _Day]]:
         now = self._clock()
         wide = self._last_backfill is None or now - self._last_backfill >= self._backfill_interval
-        self._forget_before((now - self._backfill).astimezone(dt.UTC).date())
+        self._age(now)
+        fresh_from = first_day(now, self._fresh_horizon)
         window = self._backfill if wide else self._lookback
         for c in self._categories:
             for day in days_between(now - window, now + dt.timedelta(hours=1)):
-                known = self._days.setdefault((c.name, day), _Day())
+                known = self._days.setdefault((c.name, day), _Day(fresh=day >= fresh_from))
                 if not known.markers_listed:
                     for info in self._store.list(f"{names.committed_marker_dir(c.name)}{day:%Y/%m/%d}/"):
                         known.done.add(info.name)
                     known.markers_listed = True
                     self._changed()
                 for info in self._store.list(f"{self._layout.logs_prefix}/{c.name}/{day:%Y/%m/%d}/"):
-                    if info.name in known.manifests or manifest_generation(info.name) is None:
-                        continue
-                    try:
-                        known.manifests[info.name] = Manifest.from_json(self._store.read(info.name))
-                    except (ManifestError, ObjectNotFound) as exc:
-                        log.error("skipping unreadable manifest %s: %s", info.name, exc)
-                        continue
-                    self._changed()
+                    if info.name not in known.manifests and (entry := self._entry(info.name, known.fresh)):
+                        known.manifests[info.name] = entry
+                        self._changed()
         if wide:  # only once the whole window is listed: a store error retries the backfill next pass
             self._last_backfill = now
         todo = [
-            (n, m, d)
+            (n, e, d)
             for d in self._days.values()
-            for n, m in d.manifests.items()
-            if self._marker(m) not in d.done and n not in d.failed
+            for n, e in d.manifests.items()
+            if e.marker not in d.done and n not in d.failed
         ]
         return sorted(todo, key=lambda t: t[0])
 
-    def _marker(self, m: Manifest) -> str:
-        return names.committed_marker(Partition(m.category, m.partition_hour), m.generation)
+    def _entry(self, name: str, with_sources: bool) -> _Entry | None:
+        """The entry of manifest object ``name``; None if it is no manifest or (read for its sources) unreadable."""
+        p, generation = parse_partition_dir(name, self._layout.logs_prefix), manifest_generation(name)
+        if p is None or generation is None:
+            return None
+        if not with_sources:
+            return _Entry(names.committed_marker(p, generation))
+        m = self._read(name)
+        return _Entry(names.committed_marker(p, generation), m.sources) if m else None
+
+    def _read(self, name: str) -> Manifest | None:
+        try:
+            return Manifest.from_json(self._store.read(name))
+        except (ManifestError, ObjectNotFound) as exc:
+            log.error("skipping unreadable manifest %s: %s", name, exc)
+            return None
 
     def run(self) -> int:
         """One pass (C1-C4). Returns how many manifests it finished. Raises only on object-store errors."""
         todo = self._discover()
         by_name = {c.name: c for c in self._categories}
-        loaded: list[tuple[Manifest, _Day]] = []
-        pending = 0
-        for name, m, day in todo:
-            category = by_name[m.category]
+        loaded: list[tuple[Manifest, str, _Day]] = []  # loaded, waiting for C3/C4: bounded by _FLUSH_SOURCES
+        finished = pending = held = 0
+        for name, entry, day in todo:
+            m = self._read(name)
+            if m is None:
+                del day.manifests[name]  # the next scan lists it again (and logs again)
+                self._changed()
+                continue
             p = Partition(m.category, m.partition_hour)
             spec = LoadSpec(
                 kind="commit",
                 job_base=names.commit_job_base(self._target.job_prefix, self._target.dataset, p, m.generation, m.token),
                 uris=tuple(f"gs://{self._target.bucket}/{f.name}" for f in m.files),
                 table=self._target.table(names.committed_table(m.category)),
-                source_format=_FORMATS[category.file_format],
+                source_format=_FORMATS[by_name[m.category].file_format],
                 allow_field_addition=True,
             )
             if spec.uris:
@@ -217,24 +262,34 @@ class CommittedLoader:
                     day.failed.add(name)
                     continue
             self._crash.point("bq.commit.after_load")
-            loaded.append((m, day))
+            loaded.append((m, entry.marker, day))
+            held += len(m.sources)
+            if held >= _FLUSH_SOURCES:
+                ok = self._finish(loaded)
+                finished, loaded, held = finished + (len(loaded) if ok else 0), [], 0
+                if not ok:  # the next pass loads the rest again (409) and retries
+                    break
         self._metrics.pending.labels("commit").set(pending)
-        if not loaded:
-            return 0
+        if loaded and self._finish(loaded):
+            finished += len(loaded)
+        return finished
+
+    def _finish(self, loaded: list[tuple[Manifest, str, _Day]]) -> bool:
+        """C3 and C4 for ``loaded``. False if the delete failed: the next pass loads them again (409) and retries."""
         try:
-            self._delete_fresh(sorted({s for m, _ in loaded for s in m.sources}))
-        except Exception as exc:  # retried next pass: the loads above will answer 409
+            self._delete_fresh(sorted({s for m, _, _ in loaded for s in m.sources}))
+        except Exception as exc:
             log.warning("deleting committed fresh rows failed, retrying next pass: %r", exc)
-            return 0
+            return False
         self._crash.point("bq.commit.after_delete")
         now = self._clock()
-        for m, day in loaded:
-            self._store.create_if_absent(self._marker(m), b"", content_type="text/plain")
-            day.done.add(self._marker(m))
+        for m, marker, day in loaded:
+            self._store.create_if_absent(marker, b"", content_type="text/plain")
+            day.done.add(marker)
             self._changed()
             created = dt.datetime.fromisoformat(m.created.replace("Z", "+00:00"))
             self._metrics.commit_latency.observe(max(0.0, (now - created).total_seconds()))
-        return len(loaded)
+        return True
 
     def _delete_fresh(self, sources: list[str]) -> None:
         table = self._target.table(names.fresh_table(self._tier))

@@ -19,25 +19,30 @@ after any step is finished by the next pass (of this worker or another):
       from the fresh table by the committed path).
 If two workers still cut different batches (one saw a manifest the other did not yet), the fresh table holds an event
 twice, and the view's QUALIFY shows it once. Correctness never depends on the batching; only cost does.
+
+Memory (G4): the committed path knows the sources of the days F2 lists only (committed.py). A batch whose objects
+all lie in earlier days is not loaded by F1 and is forgotten by F4, leaving its files to the lifecycle rule on
+``bq/fresh/``: its rows would never show (event_time before the view's horizon), and F4 could never clean it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from replicator.bigquery import fresh_rows, names
-from replicator.bigquery.committed import Target, days_between
+from replicator.bigquery.committed import Target, days_between, first_day
 from replicator.bigquery.errors import LoadFailed, LoadPending
 from replicator.bigquery.jobs import LoadRunner, LoadSpec
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.crash import NEVER, CrashPoints
 from replicator.errors import ObjectNotFound
 from replicator.finalize import decode_landed
-from replicator.layout import Layout
+from replicator.layout import Layout, parse_partition_dir
 from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
 from service import envelope as envelope_format
@@ -56,6 +61,14 @@ class BatchLimits:
 
     max_objects: int = 5_000
     max_bytes: int = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A known batch: its staging objects, and the newest UTC day of their partitions (``date.max`` if unknown)."""
+
+    sources: tuple[str, ...]
+    newest: dt.date
 
 
 class FreshLoader:
@@ -85,7 +98,7 @@ class FreshLoader:
         self._layout = layout or Layout()
         self._crash = crash
         self._started = False
-        self._batches: dict[str, tuple[str, ...]] = {}  # batch id -> staging objects, for every known batch
+        self._batches: dict[str, _Batch] = {}  # batch id -> batch, for every known batch of the fresh window
         self._loaded: set[str] = set()
         self._failed: set[str] = set()
         self._converted: set[str] = set()
@@ -98,28 +111,31 @@ class FreshLoader:
             if "/objects/" in info.name:
                 continue
             if stem.endswith(".json"):
-                try:
-                    self._batches[stem[:-5]] = tuple(json.loads(self._store.read(info.name))["sources"])
-                except ObjectNotFound:
-                    continue
+                with contextlib.suppress(ObjectNotFound):
+                    self._batches[stem[:-5]] = self._batch(json.loads(self._store.read(info.name))["sources"])
             elif stem.endswith(".loaded"):
                 self._loaded.add(stem[: -len(".loaded")])
         self._started = True
+
+    def _batch(self, sources: Iterable[str]) -> _Batch:
+        srcs, prefix = tuple(sources), self._layout.staging_prefix
+        days = (p.hour.date() if (p := parse_partition_dir(s, prefix)) else dt.date.max for s in srcs)
+        return _Batch(srcs, max(days, default=dt.date.max))
 
     def run(self, committed_sources: frozenset[str], done_sources: frozenset[str]) -> int:
         """One pass (F1-F4). Returns the number of events converted and loaded by this pass (rows of files an
         earlier pass wrote are not counted). Raises only on object-store errors."""
         if not self._started:
             self._recover()
-        events = 0
-        for bid, sources in list(self._batches.items()):  # F1
-            if bid in self._loaded or bid in self._failed:
+        oldest, events = first_day(self._clock(), self._horizon), 0
+        for bid, known in list(self._batches.items()):  # F1
+            if bid in self._loaded or bid in self._failed or known.newest < oldest:
                 continue
             if self._store.stat(names.fresh_marker(self._tier, bid)) is not None:  # another worker finished it
                 self._loaded.add(bid)
                 continue
-            events += self._load_batch(bid, sources)
-        batched = {s for sources in self._batches.values() for s in sources}
+            events += self._load_batch(bid, known.sources)
+        batched = {s for b in self._batches.values() for s in b.sources}
         closed_before = self._clock() - self._grace
         slots: dict[int, list[ObjectInfo]] = {}
         for o in self._list_staging():
@@ -135,10 +151,9 @@ class FreshLoader:
                 record = json.dumps({"tier": self._tier, "slot": slot, "sources": list(sources)}).encode()
                 name = names.fresh_record(self._tier, bid)
                 self._store.create_if_absent(name, record, content_type="application/json")
-                self._batches[bid] = sources
+                self._batches[bid] = self._batch(sources)
                 events += self._load_batch(bid, sources, {o.name: o for o in batch})
-        self._cleanup(done_sources)
-        self._forget_committed(committed_sources)
+        self._cleanup(committed_sources, done_sources, oldest)
         pending = [b for b in self._batches if b not in self._loaded and b not in self._failed]
         self._metrics.pending.labels("fresh").set(len(pending))
         return events
@@ -215,7 +230,7 @@ class FreshLoader:
         """Convert the new staging objects of the current and the previous hour ahead of their pass (cheap to call
         every few seconds: two listings per category). Returns the number of objects converted."""
         now = self._clock()
-        batched = {s for sources in self._batches.values() for s in sources}
+        batched = {s for b in self._batches.values() for s in b.sources}
         todo: dict[str, ObjectInfo] = {}
         for name in self._by_name:
             for hour in (now - dt.timedelta(hours=1), now):
@@ -260,23 +275,25 @@ class FreshLoader:
         except ObjectNotFound:
             return None
 
-    def _forget_committed(self, committed_sources: frozenset[str]) -> None:
-        """Forget objects converted ahead that a commit consumed before any batch took them: no batch ever will (G4:
-        ``_converted`` would otherwise grow for the life of the process). Their Avro files stay: another loader's
-        pending batch may hold them. The bucket's lifecycle rule on ``bq/fresh/`` removes them (docs/bigquery.md)."""
-        batched = {s for sources in self._batches.values() for s in sources}
-        stale = [s for s in self._converted if s in committed_sources and s not in batched]
-        for src in stale:
+    def _cleanup(self, committed: frozenset[str], done: frozenset[str], oldest: dt.date) -> None:
+        """F4. Also forgets (G4) the batches of days before ``oldest`` (module docstring), and the objects converted
+        ahead that a commit consumed before any batch took them: no batch ever will. Both leave their files to the
+        lifecycle rule on ``bq/fresh/`` (another loader's pending batch may hold them)."""
+        for bid, batch in list(self._batches.items()):
+            cleaned = bid in self._loaded and all(s in done for s in batch.sources)
+            if not cleaned and batch.newest >= oldest:
+                continue
+            for src in batch.sources:
+                if cleaned:
+                    self._store.delete(names.fresh_object(self._tier, src))
+                self._converted.discard(src)
+                self._latency.pop(src, None)
+            for info in self._store.list(f"{names.fresh_dir(self._tier)}{bid}") if cleaned else ():
+                self._store.delete(info.name)
+            del self._batches[bid]
+            self._loaded.discard(bid)
+            self._failed.discard(bid)
+        batched = {s for b in self._batches.values() for s in b.sources}
+        for src in [s for s in self._converted if s in committed and s not in batched]:
             self._converted.discard(src)
             self._latency.pop(src, None)
-
-    def _cleanup(self, done_sources: frozenset[str]) -> None:
-        for bid, sources in list(self._batches.items()):
-            if bid in self._loaded and all(s in done_sources for s in sources):
-                for src in sources:
-                    self._store.delete(names.fresh_object(self._tier, src))
-                    self._converted.discard(src)
-                for info in self._store.list(f"{names.fresh_dir(self._tier)}{bid}"):
-                    self._store.delete(info.name)
-                del self._batches[bid]
-                self._loaded.discard(bid)

@@ -53,7 +53,8 @@ class LoaderConfig(BaseModel):
             at most half the interval.
         convert_interval_seconds: Between passes, new staging objects are converted to Avro this often, so a pass
             only has to load.
-        horizon_hours: Fresh rows older than this are not shown by the views (committed rows always are).
+        horizon_hours: Fresh rows older than this are not shown by the views (committed rows always are). The
+            staging objects of its days are all the fresh path lists, so only their manifests' sources are kept.
         lookback_hours: How far back every committed pass looks for manifests not yet loaded (cheap: a few days).
         backfill_hours: How far back the first committed pass, and then one every ``backfill_interval_seconds``,
             looks: late data commits delta manifests into old partitions (event times up to 7 days old are
@@ -161,6 +162,7 @@ class Loader:
                 lookback=dt.timedelta(hours=config.lookback_hours),
                 backfill=dt.timedelta(hours=config.backfill_hours),
                 backfill_interval=dt.timedelta(seconds=config.backfill_interval_seconds),
+                fresh_horizon=dt.timedelta(hours=config.horizon_hours),
                 **common,
             )
             fresh = FreshLoader(

@@ -1,6 +1,7 @@
 """The committed pass on the in-memory store, with a recording fake runner and a fake client for the DELETE: one load
 per manifest generation, job ids from (category, hour, generation), markers only after the fresh rows are deleted;
-manifests of old partitions (late data) loaded by backfill passes, and memory bounded by the backfill window."""
+manifests of old partitions (late data) loaded by backfill passes, and memory bounded by the backfill window (and
+source names by the fresh window: see also test_bigquery_loader_memory.py)."""
 
 from __future__ import annotations
 
@@ -222,14 +223,16 @@ def test_days_older_than_the_backfill_window_are_forgotten_and_never_listed_agai
     fin.finalize_partition(P)
     loader = new_loader(store, runner, client, clock)
     assert loader.run() == 2
-    both = staging(store, OLD) | staging(store, NOW)
-    assert loader.committed_sources == loader.done_sources == both
+    assert client.deleted == [sorted(staging(store, OLD) | staging(store, NOW))], "C3 covers both"
+    # OLD's day is before the fresh window (48 h): the fresh path never looks its names up, so none are kept
+    assert loader.committed_sources == loader.done_sources == staging(store, NOW)
     assert loader.committed_sources is loader.committed_sources, "built once until something changes"
 
     clock.now = OLD + dt.timedelta(hours=192 + 24)  # OLD's day left the backfill window, NOW's is still in it
     store.listed.clear()
-    assert loader.run() == 0
-    assert loader.committed_sources == loader.done_sources == staging(store, NOW)
+    assert loader.run() == 0 and len(runner.specs) == 2, "NOW's manifest is remembered (without its sources)"
+    assert f"{NOW:%Y/%m/%d}/" in logs_days_listed(store)
+    assert loader.committed_sources == loader.done_sources == frozenset(), "NOW's day left the fresh window"
     assert min(day for _, day in loader._days) == (clock.now - loader.backfill).date()
     assert f"{OLD:%Y/%m/%d}/" not in logs_days_listed(store), "a forgotten day is not listed again: no reload"
 
@@ -240,12 +243,17 @@ def test_days_older_than_the_backfill_window_are_forgotten_and_never_listed_agai
     assert len(window) == 9 and len(loader._days) == len(CAT.categories_in("core")) * len(window), "bounded"
 
 
-@pytest.mark.parametrize("days_later", [0, 1, 2, 3, 10])
-def test_forgetting_never_makes_the_fresh_path_load_a_committed_object_again(days_later: int) -> None:
+@pytest.mark.parametrize("days_later", [0, 1, 2, 3, 4, 5, 10])
+@pytest.mark.parametrize(("horizon_h", "backfill_h"), [(48, 48), (48, 192), (96, 192)])
+def test_forgetting_never_makes_the_fresh_path_load_a_committed_object_again(
+    days_later: int, horizon_h: int, backfill_h: int
+) -> None:
+    """Whether the committed path forgets a whole day (backfill = horizon: the narrowest window allowed) or only its
+    source names (the day leaves the fresh window): while the fresh path lists a day, its sources are known."""
     clock = Clock(NOW)
     store, lander, fin, runner, client = world(clock)
-    horizon = dt.timedelta(hours=48)
-    committed = new_loader(store, runner, client, clock, backfill=horizon)  # the narrowest window allowed
+    horizon, backfill = dt.timedelta(hours=horizon_h), dt.timedelta(hours=backfill_h)
+    committed = new_loader(store, runner, client, clock, backfill=backfill, fresh_horizon=horizon)
     fresh = FreshLoader(
         store=store, runner=runner, metrics=LoaderMetrics(), target=Target("p", "ds", "b"), tier="core",  # type: ignore[arg-type]
         categories=CAT.categories_in("core"), horizon=horizon, clock=clock,
@@ -270,6 +278,7 @@ def test_forgetting_never_makes_the_fresh_path_load_a_committed_object_again(day
             listed_now.append(clock.now)
         clock.now += dt.timedelta(minutes=1)
     assert [s.kind for s in runner.specs] == ["fresh", "commit"], "no fresh load of a committed object"
-    assert len(listed_now) == {0: 2, 1: 2, 2: 1}.get(days_later, 0)
+    expected = {48: {0: 2, 1: 2, 2: 1}, 96: {0: 2, 1: 2, 2: 2, 3: 2, 4: 1}}[horizon_h]
+    assert len(listed_now) == expected.get(days_later, 0)
     if not listed_now:
         assert committed.committed_sources == committed.done_sources == frozenset(), "NOW's day is forgotten"
