@@ -15,48 +15,43 @@ Contract of ``Finalizer.finalize_partition``:
     ``PoisonEnvelope`` (a corrupt staging object; not one that only breaks a newer landing rule, see
     ``decode_landed``): nothing is committed by the failing attempt; other partitions are
     unaffected.
+
+Where to look: this module walks a partition (F1-F2 through ``replicator.scan``), commits generations (F4-F4'),
+tells listeners (F5), writes ``_SUCCESS`` (F6) and deletes orphans. Step F3, the data files of one generation, their
+TOKEN (``generation_token``), rejected events and ``quarantine/`` copies, is ``replicator.generation``; reading a
+landed staging object (``decode_landed``) is ``replicator.landed``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import itertools
 import json
 import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import zstandard
-
 from replicator import records
 from replicator.crash import CrashPoints
-from replicator.files import FileWriter, RowRefused, content_fingerprint
+from replicator.generation import MAX_REJECTED_LISTED, GenerationWriter, generation_token, quarantine_object
 from replicator.layout import Layout, Partition
-from replicator.manifest import DataFile, Manifest, RejectedEvent
+from replicator.manifest import Manifest
 from replicator.metrics import Metrics
 from replicator.readahead import ordered_map
 from replicator.scan import NameSetDigest, PartitionState, partitions_to_finalize, read_partition
 from replicator.store import ObjectStore
 from service import envelope as envelope_format
-from service.catalog import Catalog, Category
-from service.contract import Envelope
+from service.catalog import Catalog
 
 log = logging.getLogger(__name__)
 MAX_RACE_RETRIES = 20
 MAX_GENERATIONS_PER_CALL = 10
 _READ_AHEAD_MAX_BYTES = 4 * 1024 * 1024  # data files read ahead 16 at a time only below this size
 SUCCESS_FORMAT = "logpipe.success.v1"
-#: Rejected (unconvertible) events listed per manifest; ``rejected_total`` still counts them all (G4: bounded).
-MAX_REJECTED_LISTED = 1000
-#: Rows the encoder may refuse per generation (each costs a rewrite of the generation) before the partition fails.
-MAX_ENCODER_REFUSALS = 20
-QUARANTINE_PREFIX = "quarantine"
-STAGING_CONTENT_TYPE = "application/vnd.logpipe.envelope+zstd"  # landing.CONTENT_TYPE
 
 
 class CommitListener(Protocol):
@@ -77,94 +72,6 @@ class FinalizeSettings:
 def _part_generation(name: str) -> int | None:
     m = re.search(r"/part-g(\d{4})-", name)
     return int(m.group(1)) if m else None
-
-
-def generation_token(generation: int, sources: Iterable[str], category: Category, target_file_bytes: int) -> str:
-    """TOKEN of the data file names of ``generation``: 16 hex digits of a SHA-256 over everything their bytes and
-    boundaries depend on.
-
-    The inputs are the generation (which also fixes the earlier generations whose event ids are skipped), the sorted
-    pending staging names (their content is immutable), and ``files.content_fingerprint``: file format, Avro schema,
-    target file size, ``files.ENCODING_VERSION`` and the runtime. Contract: the data files are a pure function of
-    these inputs, so a rerun with an equal TOKEN finds identical files (412 + equal crc32c = reuse), and any change
-    that would change the bytes (a schema evolution during a rolling upgrade, a new target size, a new encoding) gives
-    a new TOKEN, hence new names instead of ``ConflictingDataFile``. Whoever changes the encoding bumps
-    ``ENCODING_VERSION``.
-    """
-    h = hashlib.sha256(f"g{generation}\n".encode())
-    h.update(content_fingerprint(category, target_file_bytes) + b"\n")  # compact JSON: no newline inside
-    for s in sorted(sources):
-        h.update(s.encode() + b"\n")
-    return h.hexdigest()[:16]
-
-
-#: ``PoisonEnvelope`` reasons that mean the bytes are not an envelope at all (a corrupt object). Any other reason is a
-#: rule about the content, possibly newer than the object (landing validated it under the rules of its day).
-_CORRUPT = frozenset({"unknown_format", "unknown_compression", "too_large", "bad_compression", "bad_protobuf"})
-
-
-def decode_landed(data: bytes, metadata: Mapping[str, str]) -> Envelope:
-    """The envelope of a landed staging object.
-
-    ``envelope_format.decode`` refuses envelopes that break its content rules (event times, payload encoding, the
-    ``envelope_id`` syntax); landing dead-letters those. An object that landed before a rule existed must not become
-    undecodable, or its partition could never commit (G1, G5): it is parsed anyway, and its events are judged one by
-    one (``records.check_landed_event``, ``records.event_to_row``). Raises ``PoisonEnvelope`` only for a corrupt object.
-    """
-    try:
-        return envelope_format.decode(data, dict(metadata) or None)
-    except envelope_format.PoisonEnvelope as exc:
-        if exc.reason in _CORRUPT:
-            raise
-        env = Envelope()  # decode got past decompression and parsing: the same bytes parse again
-        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-            env.ParseFromString(reader.read(envelope_format.DEFAULT_MAX_UNCOMPRESSED + 1))
-        log.warning(
-            "staging object of envelope %r predates a landing rule (%s); judging its events", env.envelope_id, exc
-        )
-        return env
-
-
-def quarantine_object(staging_name: str, layout: Layout) -> str:
-    """``quarantine/<category>/YYYY/MM/DD/HH/<envelope_id>.pb.zst``: where the raw bytes of a staging object with
-    rejected events are kept (staging objects are deleted by the bucket's lifecycle rule)."""
-    return f"{QUARANTINE_PREFIX}/{staging_name.removeprefix(layout.staging_prefix + '/')}"
-
-
-def _reason(exc: Exception) -> tuple[str, str]:
-    """(reason code, detail) of a conversion error; pure functions of the event, as the manifest needs."""
-    if isinstance(exc, records.UnconvertibleEvent):
-        return exc.reason, exc.detail
-    return "conversion_error", f"{type(exc).__name__}: {exc}"[:300]
-
-
-class _EncoderRefused(Exception):
-    """``FileWriter.add`` refused a row that ``event_to_row`` produced (``files.RowRefused``): the generation is
-    rewritten without that event."""
-
-    def __init__(self, rejected: RejectedEvent) -> None:
-        super().__init__(f"{rejected.source}[{rejected.index}] {rejected.event_id}: {rejected.detail}")
-        self.rejected = rejected
-
-
-@dataclass
-class _Generation:
-    """What ``_write_generation`` produced: files, counts, the event time range, the rejected events."""
-
-    files: list[DataFile] = field(default_factory=list)
-    duplicates: int = 0
-    misplaced: int = 0
-    lo: int | None = None
-    hi: int | None = None
-    rejected: list[RejectedEvent] = field(default_factory=list)  # the first MAX_REJECTED_LISTED (G4)
-    rejected_total: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-
-    def reject(self, r: RejectedEvent) -> None:
-        self.rejected_total += 1
-        self.rejected_by_reason[r.reason] = self.rejected_by_reason.get(r.reason, 0) + 1
-        if len(self.rejected) < MAX_REJECTED_LISTED:
-            self.rejected.append(r)
 
 
 @dataclass
@@ -266,18 +173,9 @@ class Finalizer:
         generation = state.generation + 1
         sources = tuple(o.name for o in state.pending)
         token = generation_token(generation, sources, category, self.settings.target_file_bytes)
-        refused: dict[tuple[str, int], RejectedEvent] = {}
-        while True:
-            seen = self._prior_event_ids(state)  # becomes generations 1..G+1 if this commit wins
-            try:
-                out = self._write_generation(state, generation, token, seen, refused)
-                break
-            except _EncoderRefused as exc:
-                # A row event_to_row accepted but the encoder refused (a bug in records): reject that event and
-                # rewrite the generation without it. Deterministic, so the files before it are reused (412 + crc).
-                if len(refused) >= MAX_ENCODER_REFUSALS:
-                    raise
-                refused[(exc.rejected.source, exc.rejected.index)] = exc.rejected
+        writer = GenerationWriter(self.store, self.layout, self.metrics, self.crash, self.settings.target_file_bytes)
+        # Step F3. ``seen`` (the ids of generations 1..G+1) becomes the id cache if this commit wins.
+        out, seen = writer.write(state, category, generation, token, lambda: self._prior_event_ids(state))
         files = tuple(out.files)
         listed = tuple(out.rejected[:MAX_REJECTED_LISTED])
         manifest = Manifest(
@@ -339,85 +237,6 @@ class Finalizer:
         )
         self._ids_cache = (p, generation, seen)
         return name, manifest
-
-    def _write_generation(
-        self,
-        state: PartitionState,
-        generation: int,
-        token: str,
-        seen: set[str],
-        refused: dict[tuple[str, int], RejectedEvent],
-    ) -> _Generation:
-        """Step F3: read the pending objects in name order, dedup, convert and write the files of ``generation``.
-
-        Dedup comes first (a copy of an id already committed is a duplicate, whatever its content). An event without
-        a row (``records.UnconvertibleEvent``, any other conversion error, or a key of ``refused``) is rejected: not
-        written, not added to ``seen`` (so a valid copy of its id later in the partition is committed), counted, and
-        its source copied to ``quarantine/``. Raises ``_EncoderRefused`` when the encoder refuses a row.
-        """
-        p = state.partition
-        category = self.catalog.category(p.category)
-        out = _Generation()
-
-        def on_file(f: DataFile, created: bool) -> None:
-            kind = self.metrics.objects_written if created else self.metrics.objects_existing
-            kind.labels("data").inc()
-            self.crash.point("finalize.after_data_file")
-
-        writer = FileWriter(
-            self.store,
-            category,
-            self.settings.target_file_bytes,
-            lambda i: self.layout.data_file(p, generation, token, i, category.file_format),
-            on_file,
-        )
-        hour_start = int(p.hour.timestamp()) * 1_000_000
-        # Read ahead (bounded): a partition may hold thousands of small staging objects; their round trips overlap.
-        for obj, data in ordered_map(lambda o: (o, self.store.read(o.name)), state.pending, window=16):
-            env = decode_landed(data, obj.metadata)
-            quarantined = False
-            for index, event in enumerate(env.events):
-                if event.event_id in seen:
-                    out.duplicates += 1
-                    continue
-                rejected = refused.get((obj.name, index)) if refused else None
-                if rejected is None:
-                    try:
-                        records.check_landed_event(event, category.name)
-                        row = records.event_to_row(event, category, env.envelope_id)
-                    except MemoryError:
-                        raise
-                    except Exception as exc:  # no input may block the partition (G5); recorded, never dropped silently
-                        rejected = RejectedEvent(obj.name, event.event_id, index, *_reason(exc))
-                if rejected is not None:
-                    out.reject(rejected)
-                    if not quarantined:
-                        self._quarantine(obj.name, data, obj.metadata)
-                        quarantined = True
-                    continue
-                try:
-                    writer.add(row)
-                except RowRefused as exc:
-                    raise _EncoderRefused(
-                        RejectedEvent(obj.name, event.event_id, index, "encoding_error", str(exc))
-                    ) from exc
-                seen.add(event.event_id)
-                t = row["event_time"]
-                if not hour_start <= t < hour_start + 3_600_000_000:
-                    out.misplaced += 1  # its envelope's min/max attributes lied; kept here: never lost, never twice
-                out.lo = t if out.lo is None else min(out.lo, t)
-                out.hi = t if out.hi is None else max(out.hi, t)
-        writer.flush()
-        out.files = list(writer.files)
-        return out
-
-    def _quarantine(self, source: str, data: bytes, metadata: Mapping[str, str]) -> None:
-        """Keep the raw bytes of a staging object with rejected events past the staging lifecycle rule: a copy under
-        ``quarantine/`` (same bytes and metadata; no lifecycle rule). Created only if absent, so reruns are free."""
-        name = quarantine_object(source, self.layout)
-        res = self.store.create_if_absent(name, data, dict(metadata), STAGING_CONTENT_TYPE)
-        kind = self.metrics.objects_written if res.created else self.metrics.objects_existing
-        kind.labels("quarantine").inc()
 
     def _collect_orphans(self, state: PartitionState) -> None:
         """Delete part files of generations <= the committed one that no manifest names (a crashed or losing

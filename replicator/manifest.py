@@ -17,7 +17,7 @@ no events (a delta whose events were all duplicates still commits, to mark its s
 
 Optional (written only when non-zero; absent means none, so every older manifest still parses): ``rejected_total``,
 the number of events of the sources that were not committed because they have no valid row, and ``rejected``, those
-events in the order they were met, listed up to a cap (the finalizer's ``MAX_REJECTED_LISTED``)::
+events in the order they were met, listed up to a cap (``generation.MAX_REJECTED_LISTED``)::
 
   "rejected_total": 1, "rejected": [{"source": "staging/.../<envelope_id>.pb.zst", "index": 3,
    "event_id": "0193...", "reason": "payload_not_utf8", "detail": "payload byte 0: invalid start byte"}]

@@ -11,7 +11,6 @@ import os
 import typer
 
 from replicator import commands as replicator_commands
-from replicator import deadletter_commands
 from replicator.bigquery import commands as bigquery_commands
 from service import bench_commands, catalog_commands
 from service.frontend import commands as frontend_commands
@@ -47,7 +46,6 @@ catalog_commands.register(app)
 local_commands.register(app)
 frontend_commands.register(app)
 replicator_commands.register(app)
-deadletter_commands.register(app)
 bigquery_commands.register(app)
 bench_commands.register(app)
 

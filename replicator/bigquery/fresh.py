@@ -41,7 +41,7 @@ from replicator.bigquery.jobs import LoadRunner, LoadSpec
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.crash import NEVER, CrashPoints
 from replicator.errors import ObjectNotFound
-from replicator.finalize import decode_landed
+from replicator.landed import decode_landed
 from replicator.layout import Layout, parse_partition_dir
 from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore

@@ -31,10 +31,11 @@ from service.frontend.auth import Authenticator
 from service.frontend.config import FrontendConfig
 from service.frontend.fastpath import WireScanner
 from service.frontend.flow import InflightBytes
+from service.frontend.incoming import parse_incoming
 from service.frontend.metrics import Metrics
 from service.frontend.packer import Packer
 from service.frontend.publisher import Publisher
-from service.frontend.servicer import IngestServicer, parse_incoming
+from service.frontend.servicer import IngestServicer
 from service.frontend.sink import DurableSink
 from service.frontend.spool import Spool
 from service.frontend.validate import Limits, Validator

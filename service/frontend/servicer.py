@@ -9,6 +9,11 @@ Contract (also in proto/logpipe/v1/ingest.proto):
   * ``PublishStream`` answers each request with its ``sequence``, possibly out of order, with at most
     ``stream_window`` requests unanswered (it stops reading past that: HTTP/2 flow control pushes back). A
     request-level error ends the stream with that status; the client re-sends the unanswered requests.
+
+Where to look: the request as it arrives, bytes parsed lazily, is ``service.frontend.incoming``; request-level errors
+as gRPC statuses (``RequestError``) are ``service.frontend.status``; the per-event statuses of an answer are
+``service.frontend.responses``. This module admits a request (authenticate, check, reserve in-flight bytes, hand the
+events to the packer) and answers it once its ticket settled.
 """
 
 from __future__ import annotations
@@ -22,79 +27,23 @@ from dataclasses import dataclass
 from functools import partial
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
-from grpc_status import rpc_status
 
 from service.catalog import Catalog
-from service.contract import PublishRequest, PublishResponse, StatusCode, ingest_pb2, ingest_pb2_grpc
+from service.contract import PublishRequest, PublishResponse, StatusCode, ingest_pb2_grpc
 from service.frontend.auth import Authenticator, Identity
 from service.frontend.errors import AuthError, Backpressure
 from service.frontend.fastpath import Scanned, WireScanner
 from service.frontend.flow import InflightBytes
+from service.frontend.incoming import Incoming
 from service.frontend.metrics import Metrics
 from service.frontend.packer import EVENT_OVERHEAD, Packer, Ticket
+from service.frontend.responses import build_response, scanned_response
+from service.frontend.status import RequestError
 from service.frontend.validate import Checked, Validator
 
 log = logging.getLogger(__name__)
-_ACCEPTED = StatusCode.ACCEPTED
 _REASONS = {v: k for k, v in StatusCode.items()}
 _END = object()
-PublishRequestEventsView = ingest_pb2.PublishRequestEventsView
-
-
-class RequestError(Exception):
-    """A request-level failure, answered as a gRPC status (with RetryInfo when ``retry_after_s`` is set)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after_s = retry_after_s
-
-    def abort(self, context: grpc.ServicerContext) -> None:
-        """End the RPC with this status. Raises (as ``context.abort`` does)."""
-        if self.retry_after_s is None:
-            context.abort(self.code, self.message)
-        delay = duration_pb2.Duration()
-        delay.FromNanoseconds(int(self.retry_after_s * 1e9))
-        detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-        status = status_pb2.Status(code=self.code.value[0], message=self.message, details=[detail])
-        context.abort_with_status(rpc_status.to_status(status))
-
-
-class Incoming:
-    """A request as the server receives it: its bytes, parsed only when needed (the C fast path reads the bytes
-    directly; see ``service.frontend.fastpath``). Used by one handler thread at a time."""
-
-    __slots__ = ("_request", "raw")
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self._request: PublishRequest | None = None
-
-    @property
-    def request(self) -> PublishRequest:
-        """The parsed request. Raises ``RequestError`` (INTERNAL) when the bytes do not parse."""
-        if self._request is None:
-            try:
-                self._request = PublishRequest.FromString(self.raw)
-            except DecodeError as exc:
-                raise RequestError(grpc.StatusCode.INTERNAL, f"request does not parse: {exc}") from None
-        return self._request
-
-    @property
-    def raw_events(self) -> Sequence[bytes]:
-        """Each event's bytes as they arrived (call after ``request``, which checks that the bytes parse)."""
-        events: Sequence[bytes] = PublishRequestEventsView.FromString(self.raw).events
-        return events
-
-
-def parse_incoming(raw: bytes) -> Incoming:
-    """The gRPC request deserializer: keeps the bytes; never raises (malformed bytes are answered INTERNAL)."""
-    return Incoming(raw)
 
 
 def _unwrap(request: PublishRequest | Incoming) -> tuple[PublishRequest, Sequence[bytes] | None]:
@@ -320,32 +269,3 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
 def _settled(flow: InflightBytes, nbytes: int, then: Callable[[], object], _error: BaseException | None) -> None:
     flow.release(nbytes)
     then()
-
-
-def scanned_response(request: PublishRequest | Incoming, scanned: Scanned) -> PublishResponse:
-    """The response to a request the fast path accepted whole (parsed only when statuses list every event)."""
-    resp = PublishResponse(sequence=scanned.sequence, accepted=scanned.accepted, rejected=0)
-    if not scanned.omit_accepted_statuses:
-        events = request.request.events if isinstance(request, Incoming) else request.events
-        add = resp.statuses.add
-        for i, e in enumerate(events):
-            add(event_id=e.event_id, index=i, code=_ACCEPTED)
-    return resp
-
-
-def build_response(request: PublishRequest, checked: Checked) -> PublishResponse:
-    """One status per event in request order; only the rejected ones if the request asked for compact answers."""
-    resp = PublishResponse(sequence=request.sequence, accepted=checked.accepted, rejected=len(checked.rejections))
-    add = resp.statuses.add
-    if request.omit_accepted_statuses:
-        for r in checked.rejections:
-            add(event_id=r.event_id, index=r.index, code=r.code, message=r.message)
-        return resp
-    rejected = {r.index: r for r in checked.rejections}
-    for i, e in enumerate(request.events):
-        bad = rejected.get(i)
-        if bad is None:
-            add(event_id=e.event_id, index=i, code=_ACCEPTED)
-        else:
-            add(event_id=bad.event_id, index=i, code=bad.code, message=bad.message)
-    return resp

@@ -83,7 +83,7 @@ def test_finalize_refuses_a_before_without_an_offset() -> None:
 
 
 def test_before_accepts_rfc3339_with_an_offset_or_z_in_either_case() -> None:
-    from replicator.commands import _parse_before
+    from replicator.commands.finalize import _parse_before
 
     utc14 = dt.datetime(2026, 11, 26, 14, tzinfo=dt.UTC)
     for text in ("2026-11-26T14:00:00Z", "2026-11-26t14:00:00z", "2026-11-26T15:00:00+01:00", " 2026-11-26T14:00Z "):

@@ -1,4 +1,4 @@
-"""The TOKEN of data file names covers everything the files' bytes depend on (finalize.generation_token).
+"""The TOKEN of data file names covers everything the files' bytes depend on (generation.generation_token).
 
 A finalizer killed between its data files and its manifest (step F3) leaves ``part-gNNNN-<TOKEN>-*`` behind. A rerun
 reuses them only if it computes the same TOKEN *and* the same bytes; a rerun whose bytes differ (a schema evolution
@@ -20,7 +20,8 @@ import pytest
 
 from replicator import files
 from replicator.crash import CrashPoints
-from replicator.finalize import Finalizer, FinalizeSettings, generation_token
+from replicator.finalize import Finalizer, FinalizeSettings
+from replicator.generation import generation_token
 from replicator.landing import Lander
 from replicator.layout import Partition
 from replicator.metrics import Metrics

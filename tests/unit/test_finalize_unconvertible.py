@@ -20,7 +20,8 @@ import pytest
 
 from replicator import records
 from replicator.errors import StoreError
-from replicator.finalize import Finalizer, FinalizeSettings, quarantine_object
+from replicator.finalize import Finalizer, FinalizeSettings
+from replicator.generation import quarantine_object
 from replicator.layout import Layout, Partition
 from replicator.manifest import Manifest, ManifestError, RejectedEvent
 from replicator.metrics import Metrics

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from replicator.bench import baseline_count, cpu_summary, standin_ceiling, target_verdicts
+from replicator.bench import baseline_count
 from replicator.bench_backlog import CpuMeter, jit_cpu_seconds, tree_cpu_seconds
+from replicator.bench_report import cpu_summary, standin_ceiling, target_verdicts
 from service.cli import app
 
 pytestmark = pytest.mark.unit
@@ -39,9 +40,14 @@ def test_non_positive_baseline_is_a_usage_error() -> None:
 
 
 def test_cpu_meter_counts_a_child_tree_and_leaves_out_the_callers_children(tmp_path: Path) -> None:
-    # A child that burns ~0.3 s of CPU in its own child: the tree counts it, the caller's own figure does not.
-    burn = "import time; t = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
-    script = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}]); sys.stdin.read()"
+    # A child that burns ~0.3 s of CPU in its own child: the tree counts it, the caller's own figure does not. The
+    # grandchild stays alive until the end (a reaped one's CPU leaves the live tree: the loop below would miss it).
+    burn = "import sys, time; t = time.process_time()\nwhile time.process_time() - t < 0.3: pass\nsys.stdin.read()"
+    script = (
+        "import subprocess, sys\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {burn!r}], stdin=subprocess.PIPE)\n"
+        "sys.stdin.read(); p.communicate(b'')"
+    )
     child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE)
     try:
         with CpuMeter({"child": child.pid, "me": os.getpid()}) as meter:

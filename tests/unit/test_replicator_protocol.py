@@ -129,7 +129,7 @@ def test_conflicting_data_file_is_refused() -> None:
     e = make_envelope("ads_click", ["c1"], H)
     lander.land(e.data, e.attributes)
     state = read_partition(store, P)
-    from replicator.finalize import generation_token
+    from replicator.generation import generation_token
 
     token = generation_token(1, [o.name for o in state.pending], CAT.category("ads_click"), 10_000)
     store.create_if_absent(Layout().data_file(P, 1, token, 0, CAT.category("ads_click").file_format), b"garbage")

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from replicator.commands._common import _catalog, _one_line
+
 app = typer.Typer(
     name="dead-letters",
     help="Read a tier's dead letters with their reasons, and replay them into the tier's topic.",
@@ -31,16 +33,11 @@ def _queues(
     """(tier, ``DeadLetterQueue``) per selected tier; usage errors exit 2."""
     from replicator.clients import GRPC_OPTIONS
     from replicator.deadletters import DeadLetterQueue
-    from service.catalog import CatalogError, load_catalog
 
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT", "")
     if not project:
         raise typer.BadParameter("missing --project (env GOOGLE_CLOUD_PROJECT)", param_hint="'--project'")
-    try:
-        cat = load_catalog(catalog or os.environ.get("LOGPIPE_CATALOG") or None)
-    except CatalogError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    cat = _catalog(catalog or os.environ.get("LOGPIPE_CATALOG") or None)
     known = [t.name for t in cat.tiers]
     unknown = sorted(set(tiers or ()) - set(known))
     if unknown:
@@ -77,7 +74,7 @@ def _clients(emulator: str | None, options: Any, replay: bool) -> tuple[Any, Any
 
 
 def _fail(tier: str, exc: Exception) -> typer.Exit:
-    typer.echo(f"dead-letters {tier}: {type(exc).__name__}: {' '.join(str(exc).split())}", err=True)
+    typer.echo(f"dead-letters {tier}: {_one_line(exc)}", err=True)
     return typer.Exit(1)
 
 

@@ -1,0 +1,81 @@
+"""``logpipe partitions``: list the partitions of the landing bucket with their state (``replicator.scan``), as a
+table or as JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated
+
+import typer
+
+from replicator.commands._common import _GCS_DEADLINE, _catalog, _categories, _config, _one_line
+
+
+def partitions(
+    ctx: typer.Context,
+    category: Annotated[
+        list[str] | None, typer.Option("--category", help="Category (repeatable); default: all.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+    bucket: Annotated[str | None, typer.Option(help="Landing bucket (env LOGPIPE_BUCKET).")] = None,
+    catalog: Annotated[str | None, typer.Option(help="Catalog YAML (env LOGPIPE_CATALOG).")] = None,
+    gcs_deadline: Annotated[float | None, _GCS_DEADLINE] = None,
+) -> None:
+    """List partitions with their state (open / committed / complete), events, files and manifests.
+
+    Exit 1 when the bucket cannot be read, 2 on a usage error."""
+    cfg = _config(
+        ctx,
+        {
+            "bucket": bucket,
+            "catalog_path": catalog,
+            "gcs_deadline": gcs_deadline,
+            "project": os.environ.get("GOOGLE_CLOUD_PROJECT") or "local",
+        },
+    )
+    cat = _catalog(cfg.catalog_path)
+    cats = _categories(cat, category)
+    from replicator import clients
+    from replicator.errors import StoreError
+    from replicator.scan import committed_partitions, read_partition, staged_partitions
+
+    store = clients.object_store(cfg)
+    rows = []
+    try:
+        for name in cats:
+            parts = set(staged_partitions(store, name)) | committed_partitions(store, name)
+            for p in sorted(parts):
+                s = read_partition(store, p)
+                rows.append(
+                    {
+                        "category": p.category,
+                        "partition": p.hour.strftime("%Y-%m-%dT%H"),
+                        "state": s.state,
+                        "generations": s.generation,
+                        "committed_events": s.committed_events,
+                        "files": sum(len(m.files) for _, m in s.manifests),
+                        "pending_staging": len(s.pending),
+                        "staging": len(s.staging),
+                        "manifests": [n for n, _ in s.manifests],
+                        "success": s.success,
+                    }
+                )
+    except StoreError as exc:
+        typer.echo(f"partitions: cannot read the landing bucket {cfg.bucket}: {_one_line(exc)}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="partitions")
+    cols = ("category", "partition", "state", "generations", "committed_events", "files", "pending_staging")
+    for col in cols:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in cols))
+    Console().print(table)
