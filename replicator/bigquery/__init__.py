@@ -7,8 +7,10 @@ Read in this order (the data's path):
   * ``tables``     ``ensure_tables(bq_client, catalog)``: idempotent provisioning and schema evolution.
   * ``jobs``       ``LoadRunner``: load jobs with deterministic ids, 409 handling and bounded retries.
   * ``fresh_rows`` the tier-wide fresh table's row format (Avro).
+  * ``hours``      UTC days and hours of the windows, and which hours are complete (``_SUCCESS``).
   * ``committed``  loads committed manifests into ``<category>__committed``.
-  * ``fresh``      batches staging objects into the tier's ``_fresh_<tier>`` table.
+  * ``fresh_convert`` turns staging objects into the fresh path's Avro files, ahead of loading.
+  * ``fresh``      batches the open hours' staging objects into the tier's ``_fresh_<tier>`` table.
   * ``loader``     ``LoaderConfig`` and ``run_loader(config, stop_event)``: the loop that runs both.
 The design and its arithmetic are in docs/design.md ("BigQuery loading"); the user guide is docs/bigquery.md.
 """

@@ -4,7 +4,9 @@ One pass (``CommittedLoader.run``), in numbered steps; a crash after any step is
   C1. List the manifests of the lookback window (``logs/<category>/YYYY/MM/DD/``), remember the new ones, and skip
       those with a ``.loaded`` marker. The first pass of a process, and then one pass every ``backfill_interval``,
       lists the longer backfill window instead: late data (an event_time up to 7 days old, a spool replay after an
-      outage) commits delta manifests into partitions older than the lookback (G1).
+      outage) commits delta manifests into partitions older than the lookback (G1); so does a pass whose clock
+      stepped back behind the last backfill. The same listings show which hours are complete (``_SUCCESS``):
+      ``complete_hours``, whose staging objects the fresh path does not list.
   C2. Read each remaining manifest and load its files with ``LoadRunner`` (job id from category, hour, generation,
       token). A repeat after a crash answers 409 and is recognised as done: the committed table gets each generation
       once.
@@ -25,13 +27,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from google.cloud import bigquery
 
 from replicator.bigquery import names
 from replicator.bigquery.errors import LoadFailed, LoadPending
+from replicator.bigquery.hours import CompleteHours, days_between, first_day, success_hour
 from replicator.bigquery.jobs import LoadRunner, LoadSpec
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.bigquery.views import DEFAULT_HORIZON_HOURS
@@ -51,19 +54,6 @@ _FLUSH_SOURCES = 10 * _DELETE_CHUNK
 #: finalizer's lateness, and a spool replay may deliver them later still: 7 days + 1 day of margin.
 DEFAULT_BACKFILL = dt.timedelta(hours=192)
 DEFAULT_BACKFILL_INTERVAL = dt.timedelta(hours=1)
-
-
-def days_between(start: dt.datetime, end: dt.datetime) -> Iterator[dt.date]:
-    """Every UTC date from ``start`` to ``end`` inclusive."""
-    d, last = start.astimezone(dt.UTC).date(), end.astimezone(dt.UTC).date()
-    while d <= last:
-        yield d
-        d += dt.timedelta(days=1)
-
-
-def first_day(now: dt.datetime, window: dt.timedelta) -> dt.date:
-    """The oldest UTC day a window reaching ``window`` back from ``now`` lists (the start of ``days_between``)."""
-    return (now - window).astimezone(dt.UTC).date()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +87,7 @@ class _Day:
     markers_listed: bool = False
     manifests: dict[str, _Entry] = field(default_factory=dict)  # manifest name -> entry
     done: set[str] = field(default_factory=set)  # ``.loaded`` markers
+    complete: set[int] = field(default_factory=set)  # hours with ``_SUCCESS`` (never deleted: only ever added)
     failed: set[str] = field(default_factory=set)  # manifests whose load was given up (recorded by the runner)
 
 
@@ -140,6 +131,7 @@ class CommittedLoader:
         # Built on demand, dropped on every change: the fresh path asks every few seconds (``convert``).
         self._committed_cache: frozenset[str] | None = None
         self._done_cache: frozenset[str] | None = None
+        self._complete_cache: CompleteHours | None = None
 
     @property
     def backfill(self) -> dt.timedelta:
@@ -151,9 +143,8 @@ class CommittedLoader:
         """Staging objects of the fresh window's days consumed by a known manifest: the fresh path leaves these
         alone. Complete for every day the fresh path lists (the window's first day only moves forward)."""
         if self._committed_cache is None:
-            self._committed_cache = frozenset(
-                s for d in self._days.values() for e in d.manifests.values() for s in e.sources
-            )
+            entries = (e for d in self._days.values() for e in d.manifests.values())
+            self._committed_cache = frozenset(s for e in entries for s in e.sources)
         return self._committed_cache
 
     @property
@@ -165,8 +156,15 @@ class CommittedLoader:
             )
         return self._done_cache
 
+    @property
+    def complete_hours(self) -> CompleteHours:
+        """Per (category, day), the hours whose ``_SUCCESS`` a listing saw: the fresh path skips them (hours.py)."""
+        if self._complete_cache is None:
+            self._complete_cache = {k: frozenset(d.complete) for k, d in self._days.items() if d.complete}
+        return self._complete_cache
+
     def _changed(self) -> None:
-        self._committed_cache = self._done_cache = None
+        self._committed_cache = self._done_cache = self._complete_cache = None
 
     def _age(self, now: dt.datetime) -> None:
         """Drop every day before the backfill window (no later scan lists them: the window only moves forward), and
@@ -187,7 +185,7 @@ class CommittedLoader:
 
     def _discover(self) -> list[tuple[str, _Entry, _Day]]:
         now = self._clock()
-        wide = self._last_backfill is None or now - self._last_backfill >= self._backfill_interval
+        wide = self._last_backfill is None or not dt.timedelta(0) <= now - self._last_backfill < self._backfill_interval
         self._age(now)
         fresh_from = first_day(now, self._fresh_horizon)
         window = self._backfill if wide else self._lookback
@@ -200,7 +198,10 @@ class CommittedLoader:
                     known.markers_listed = True
                     self._changed()
                 for info in self._store.list(f"{self._layout.logs_prefix}/{c.name}/{day:%Y/%m/%d}/"):
-                    if info.name not in known.manifests and (entry := self._entry(info.name, known.fresh)):
+                    if (hour := success_hour(info.name, self._layout)) is not None and hour not in known.complete:
+                        known.complete.add(hour)
+                        self._changed()
+                    elif info.name not in known.manifests and (entry := self._entry(info.name, known.fresh)):
                         known.manifests[info.name] = entry
                         self._changed()
         if wide:  # only once the whole window is listed: a store error retries the backfill next pass

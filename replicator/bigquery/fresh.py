@@ -2,23 +2,26 @@
 
 Conversion runs ahead of loading: ``convert`` (every few seconds, and at the start of each pass) turns each new
 staging object of the recent hours into its own Avro file ``bq/fresh/<tier>/objects/<staging name>.avro``
-(create-if-absent; the name derives from the staging object, so workers converge). Then a pass, right after a time
+(fresh_convert.py; the name derives from the staging object, so workers converge). Then a pass, right after a time
 slot closed, only has to load.
 
 One pass (``FreshLoader.run``), in numbered steps; every step is keyed by a name derived from its input, so a crash
 after any step is finished by the next pass (of this worker or another):
   F1. Batch records (``bq/fresh/<tier>/<batch_id>.json``) without a ``.loaded`` marker are resumed first.
-  F2. List the staging objects of the horizon; candidates are those no manifest has consumed and no batch holds, and
-      whose creation time lies in a closed time slot (slots are ``slot`` long, aligned to the epoch, closed ``grace``
-      after their end). The candidates of a slot are cut into batches (bounded objects and bytes: G4) whose id
-      hashes the sorted names. Because a closed slot's objects are the same for every worker, concurrent workers
-      compute the same batches, hence the same job ids: a tier costs one load job per slot however many workers run.
+  F2. List the staging objects of the horizon's hours not known complete (``_SUCCESS``; hours.py); candidates are
+      those no manifest has consumed and no batch holds, and whose creation time lies in a closed time slot (slots
+      are ``slot`` long, aligned to the epoch, closed ``grace`` after their end). The candidates of a slot are cut
+      into batches (bounded objects and bytes: G4) whose id hashes the sorted names. Because a closed slot's objects
+      are the same for every worker, concurrent workers compute the same batches, hence the same job ids: a tier
+      costs one load job per slot however many workers run.
   F3. Write the batch record (create-if-absent), convert any object not converted yet, load all the batch's files
       with ONE job into the tier table (job id from the batch id), then write the ``.loaded`` marker.
   F4. Delete the objects of batches whose staging objects are all committed and loaded (their rows were deleted
       from the fresh table by the committed path).
-If two workers still cut different batches (one saw a manifest the other did not yet), the fresh table holds an event
-twice, and the view's QUALIFY shows it once. Correctness never depends on the batching; only cost does.
+If two workers still cut different batches (one saw a manifest or a ``_SUCCESS`` the other did not yet), the fresh
+table holds an event twice, and the view's QUALIFY shows it once. Correctness never depends on the batching or on
+what F2 lists; only cost and latency do. An envelope landing late into a complete hour is left to the committed path
+(its delta generation, committed by the next finalizer pass): the freshness contract for late data.
 
 Memory (G4): the committed path knows the sources of the days F2 lists only (committed.py). A batch whose objects
 all lie in earlier days is not loaded by F1 and is forgotten by F4, leaving its files to the lifecycle rule on
@@ -31,28 +34,24 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from replicator.bigquery import fresh_rows, names
-from replicator.bigquery.committed import Target, days_between, first_day
+from replicator.bigquery import names
+from replicator.bigquery.committed import Target
 from replicator.bigquery.errors import LoadFailed, LoadPending
+from replicator.bigquery.fresh_convert import Converter
+from replicator.bigquery.hours import NONE_COMPLETE, CompleteHours, first_day, is_complete, staging_prefixes
 from replicator.bigquery.jobs import LoadRunner, LoadSpec
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.crash import NEVER, CrashPoints
 from replicator.errors import ObjectNotFound
-from replicator.landed import decode_landed
 from replicator.layout import Layout, parse_partition_dir
-from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
-from service import envelope as envelope_format
 from service.catalog import Category
 
 log = logging.getLogger(__name__)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_READERS = 8
-_EXISTS = object()
-_MAX_TRACKED = 20_000  # staging objects whose latency is tracked until their load (bounded memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +100,7 @@ class FreshLoader:
         self._batches: dict[str, _Batch] = {}  # batch id -> batch, for every known batch of the fresh window
         self._loaded: set[str] = set()
         self._failed: set[str] = set()
-        self._converted: set[str] = set()
-        # staging name -> (ingest times in µs, landing time) of rows converted here, for the latency metrics
-        self._latency: dict[str, tuple[list[int], dt.datetime]] = {}
+        self._conv = Converter(store, tier, self._by_name)
 
     def _recover(self) -> None:
         for info in self._store.list(names.fresh_dir(self._tier)):
@@ -122,9 +119,12 @@ class FreshLoader:
         days = (p.hour.date() if (p := parse_partition_dir(s, prefix)) else dt.date.max for s in srcs)
         return _Batch(srcs, max(days, default=dt.date.max))
 
-    def run(self, committed_sources: frozenset[str], done_sources: frozenset[str]) -> int:
-        """One pass (F1-F4). Returns the number of events converted and loaded by this pass (rows of files an
-        earlier pass wrote are not counted). Raises only on object-store errors."""
+    def run(
+        self, committed_sources: frozenset[str], done_sources: frozenset[str], complete: CompleteHours = NONE_COMPLETE
+    ) -> int:
+        """One pass (F1-F4). ``complete``: the hours known complete, whose staging objects F2 does not list. Returns
+        the number of events converted and loaded by this pass (rows of files an earlier pass wrote are not counted).
+        Raises only on object-store errors."""
         if not self._started:
             self._recover()
         oldest, events = first_day(self._clock(), self._horizon), 0
@@ -138,7 +138,7 @@ class FreshLoader:
         batched = {s for b in self._batches.values() for s in b.sources}
         closed_before = self._clock() - self._grace
         slots: dict[int, list[ObjectInfo]] = {}
-        for o in self._list_staging():
+        for o in self._list_staging(complete):
             if o.name in batched or o.name in committed_sources:
                 continue
             slot = int((o.updated - _EPOCH) / self._slot)
@@ -153,18 +153,17 @@ class FreshLoader:
                 self._store.create_if_absent(name, record, content_type="application/json")
                 self._batches[bid] = self._batch(sources)
                 events += self._load_batch(bid, sources, {o.name: o for o in batch})
-        self._cleanup(committed_sources, done_sources, oldest)
+        self._cleanup(committed_sources, done_sources, oldest, complete)
         pending = [b for b in self._batches if b not in self._loaded and b not in self._failed]
         self._metrics.pending.labels("fresh").set(len(pending))
         return events
 
-    def _list_staging(self) -> list[ObjectInfo]:
-        now = self._clock()
-        out: list[ObjectInfo] = []
-        for name in self._by_name:
-            for day in days_between(now - self._horizon, now + dt.timedelta(hours=1)):
-                out.extend(self._store.list(f"{self._layout.staging_prefix}/{name}/{day:%Y/%m/%d}/"))
-        return out
+    def _list_staging(self, complete: CompleteHours) -> Iterator[ObjectInfo]:
+        """The staging objects of the horizon's days (up to an hour ahead: the front-end accepts event times up to an
+        hour in the future), but of no hour known complete (hours.py). Streamed: never held as a whole (G4)."""
+        now, prefix = self._clock(), self._layout.staging_prefix
+        for p in staging_prefixes(prefix, self._by_name, now - self._horizon, now + dt.timedelta(hours=1), complete):
+            yield from self._store.list(p)
 
     def _cut(self, objects: list[ObjectInfo]) -> list[list[ObjectInfo]]:
         """Batches in name order within ``BatchLimits``."""
@@ -179,11 +178,11 @@ class FreshLoader:
         return batches
 
     def _load_batch(self, bid: str, sources: tuple[str, ...], known: Mapping[str, ObjectInfo] | None = None) -> int:
-        self._convert([src for src in sources if src not in self._converted], known or {})
+        self._conv.convert([src for src in sources if src not in self._conv.converted], known or {})
         uris = [
             f"gs://{self._target.bucket}/{names.fresh_object(self._tier, src)}"
             for src in sources
-            if src in self._converted
+            if src in self._conv.converted
         ]
         self._crash.point("bq.fresh.after_files")
         if uris:
@@ -213,9 +212,9 @@ class FreshLoader:
         now_us = (now - _EPOCH) / dt.timedelta(microseconds=1)
         events = 0
         for src in sources:
-            if src not in self._latency:
+            if src not in self._conv.latency:
                 continue
-            ingest_us, landed = self._latency.pop(src)
+            ingest_us, landed = self._conv.latency.pop(src)
             lat = [max(0.0, (now_us - us) / 1e6) for us in ingest_us]
             self._metrics.ingest_to_queryable.extend(lat)
             for v in lat:
@@ -226,59 +225,28 @@ class FreshLoader:
             events += len(lat)
         return events
 
-    def convert(self, committed_sources: frozenset[str]) -> int:
-        """Convert the new staging objects of the current and the previous hour ahead of their pass (cheap to call
-        every few seconds: two listings per category). Returns the number of objects converted."""
+    def convert(self, committed_sources: frozenset[str], complete: CompleteHours = NONE_COMPLETE) -> int:
+        """Convert the new staging objects of the current and the previous hour, unless complete (F2 skips those),
+        ahead of their pass (cheap to call every few seconds: at most two listings per category). Returns the number
+        of objects converted."""
         now = self._clock()
         batched = {s for b in self._batches.values() for s in b.sources}
         todo: dict[str, ObjectInfo] = {}
         for name in self._by_name:
             for hour in (now - dt.timedelta(hours=1), now):
-                for o in self._store.list(f"{self._layout.staging_prefix}/{name}/{hour:%Y/%m/%d/%H}/"):
-                    if o.name not in self._converted and o.name not in batched and o.name not in committed_sources:
-                        todo[o.name] = o
-        return self._convert(sorted(todo), todo)
-
-    def _convert(self, sources: list[str], known: Mapping[str, ObjectInfo]) -> int:
-        """Write the Avro file of each staging object that has none yet. An object that is gone was consumed by a
-        commit (the committed table has its events) and is skipped."""
-        # Reads are I/O-bound: overlap them, holding at most a window of objects in memory (G4).
-        fetched = ordered_map(lambda src: self._fetch(src, known.get(src)), sources, threads=_READERS)
-        done = 0
-        for src, got in zip(sources, fetched, strict=True):
-            if got is None:
-                continue
-            if isinstance(got, tuple):
-                info, data = got
-                try:
-                    env = decode_landed(data, info.metadata)  # as finalization reads it
-                except envelope_format.PoisonEnvelope as exc:  # landing validated it; never block the tier on one
-                    log.error("skipping undecodable staging object %s: %s", src, exc)
+                if is_complete(complete, name, hour):
                     continue
-                rows = list(fresh_rows.fresh_rows(env, self._by_name[env.category], src))
-                name = names.fresh_object(self._tier, src)
-                self._store.create_if_absent(name, fresh_rows.encode(rows), content_type="avro/binary")
-                if len(self._latency) < _MAX_TRACKED:  # G4: while loads are pending, stop tracking, keep converting
-                    self._latency[src] = ([int(r["ingest_time"] or r["event_time"]) for r in rows], info.updated)
-                done += 1
-            self._converted.add(src)
-        return done
+                for o in self._store.list(f"{self._layout.staging_prefix}/{name}/{hour:%Y/%m/%d/%H}/"):
+                    if o.name not in self._conv.converted and o.name not in batched and o.name not in committed_sources:
+                        todo[o.name] = o
+        return self._conv.convert(sorted(todo), todo)
 
-    def _fetch(self, src: str, info: ObjectInfo | None) -> tuple[ObjectInfo, bytes] | object | None:
-        """``_EXISTS`` when the Avro file is there already (another worker, an earlier process); else the staging
-        object and its bytes; None when the staging object is gone (a commit consumed it)."""
-        if self._store.stat(names.fresh_object(self._tier, src)) is not None:
-            return _EXISTS
-        try:
-            info = info or self._store.stat(src)
-            return (info, self._store.read(src)) if info is not None else None
-        except ObjectNotFound:
-            return None
-
-    def _cleanup(self, committed: frozenset[str], done: frozenset[str], oldest: dt.date) -> None:
+    def _cleanup(
+        self, committed: frozenset[str], done: frozenset[str], oldest: dt.date, complete: CompleteHours
+    ) -> None:
         """F4. Also forgets (G4) the batches of days before ``oldest`` (module docstring), and the objects converted
-        ahead that a commit consumed before any batch took them: no batch ever will. Both leave their files to the
-        lifecycle rule on ``bq/fresh/`` (another loader's pending batch may hold them)."""
+        ahead that a commit consumed, or whose hour completed, before any batch took them: no batch ever will. Both
+        leave their files to the lifecycle rule on ``bq/fresh/`` (another loader's pending batch may hold them)."""
         for bid, batch in list(self._batches.items()):
             cleaned = bid in self._loaded and all(s in done for s in batch.sources)
             if not cleaned and batch.newest >= oldest:
@@ -286,14 +254,14 @@ class FreshLoader:
             for src in batch.sources:
                 if cleaned:
                     self._store.delete(names.fresh_object(self._tier, src))
-                self._converted.discard(src)
-                self._latency.pop(src, None)
+                self._conv.forget(src)
             for info in self._store.list(f"{names.fresh_dir(self._tier)}{bid}") if cleaned else ():
                 self._store.delete(info.name)
             del self._batches[bid]
             self._loaded.discard(bid)
             self._failed.discard(bid)
         batched = {s for b in self._batches.values() for s in b.sources}
-        for src in [s for s in self._converted if s in committed and s not in batched]:
-            self._converted.discard(src)
-            self._latency.pop(src, None)
+        for src in [s for s in self._conv.converted if s not in batched]:
+            p = parse_partition_dir(src, self._layout.staging_prefix)
+            if src in committed or (p is not None and is_complete(complete, p.category, p.hour)):
+                self._conv.forget(src)

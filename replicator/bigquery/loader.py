@@ -54,7 +54,8 @@ class LoaderConfig(BaseModel):
         convert_interval_seconds: Between passes, new staging objects are converted to Avro this often, so a pass
             only has to load.
         horizon_hours: Fresh rows older than this are not shown by the views (committed rows always are). The
-            staging objects of its days are all the fresh path lists, so only their manifests' sources are kept.
+            staging objects of its days are all the fresh path lists (of hours without ``_SUCCESS`` only), so only
+            their manifests' sources are kept.
         lookback_hours: How far back every committed pass looks for manifests not yet loaded (cheap: a few days).
         backfill_hours: How far back the first committed pass, and then one every ``backfill_interval_seconds``,
             looks: late data commits delta manifests into old partitions (event times up to 7 days old are
@@ -176,7 +177,7 @@ class Loader:
 
     def convert_once(self) -> int:
         """Convert new staging objects ahead of their pass. Returns the number converted. Raises store errors."""
-        return sum(fresh.convert(committed.committed_sources) for committed, fresh in self._passes)
+        return sum(fresh.convert(c.committed_sources, c.complete_hours) for c, fresh in self._passes)
 
     def run_once(self) -> tuple[int, int]:
         """One committed pass and one fresh pass per tier. Returns (manifests loaded, fresh events loaded).
@@ -185,7 +186,7 @@ class Loader:
         manifests = events = 0
         for committed, fresh in self._passes:
             manifests += committed.run()
-            events += fresh.run(committed.committed_sources, committed.done_sources)
+            events += fresh.run(committed.committed_sources, committed.done_sources, committed.complete_hours)
         return manifests, events
 
 

@@ -14,8 +14,9 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from replicator.bigquery import names
-from replicator.bigquery.committed import CommittedLoader, Target, days_between
+from replicator.bigquery.committed import CommittedLoader, Target
 from replicator.bigquery.fresh import FreshLoader
+from replicator.bigquery.hours import days_between
 from replicator.bigquery.jobs import LoadOutcome, LoadSpec
 from replicator.bigquery.loader import LoaderConfig
 from replicator.bigquery.metrics import LoaderMetrics

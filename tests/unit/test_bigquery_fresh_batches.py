@@ -155,9 +155,9 @@ def test_an_object_committed_before_any_batch_took_it_is_forgotten() -> None:
     land(lander, "ads_click", 2, "c")
     assert loader.convert(frozenset()) == 1
     staging = frozenset(n for n in store.names() if n.startswith("staging/"))
-    assert loader._converted == set(staging)
+    assert loader._conv.converted == set(staging)
     assert loader.run(staging, staging) == 0 and fake.specs == []  # committed: nothing for the fresh table
-    assert loader._converted == set()
+    assert loader._conv.converted == set()
     assert store.stat(names.fresh_object("core", next(iter(staging)))) is not None
 
 

@@ -221,7 +221,7 @@ def test_the_fresh_path_forgets_batches_of_days_it_no_longer_lists() -> None:
     assert restarted.run(frozenset(), frozenset()) == 0 and alive.run(frozenset(), frozenset()) == 0
     assert len(runner.specs) == 2, "B is not resumed: its rows would never show"
     for loader in (restarted, alive):
-        assert loader._batches == {} and loader._loaded == set() and loader._converted == set()
+        assert loader._batches == {} and loader._loaded == set() and loader._conv.converted == set()
     assert len([n for n in store.names() if n.startswith("bq/fresh/core/") and n.endswith(".json")]) == 2, (
         "their files are left to the lifecycle rule"
     )

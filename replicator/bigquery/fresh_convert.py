@@ -1,0 +1,76 @@
+"""The fresh path's conversion: one Avro file per staging object, ``bq/fresh/<tier>/objects/<staging name>.avro``.
+
+Conversion runs ahead of loading (``FreshLoader.convert``, every few seconds), so a pass, right after its time slot
+closed, only has to load. The file's name derives from the staging object and is created if absent, so workers and
+restarts converge on one file. ``Converter`` remembers which objects have their file, and, for the rows it wrote
+itself, their ingest and landing times until their load (the latency metrics; bounded: G4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+
+from replicator.bigquery import fresh_rows, names
+from replicator.errors import ObjectNotFound
+from replicator.landed import decode_landed
+from replicator.readahead import ordered_map
+from replicator.store import ObjectInfo, ObjectStore
+from service import envelope as envelope_format
+from service.catalog import Category
+
+log = logging.getLogger(__name__)
+_READERS = 8
+_EXISTS = object()
+_MAX_TRACKED = 20_000  # staging objects whose latency is tracked until their load (bounded memory)
+
+
+class Converter:
+    """Converts the staging objects of one tier's categories. Not thread-safe. No I/O in the constructor."""
+
+    def __init__(self, store: ObjectStore, tier: str, by_name: Mapping[str, Category]) -> None:
+        self._store, self._tier, self._by_name = store, tier, by_name
+        self.converted: set[str] = set()  # staging names whose Avro file exists
+        # staging name -> (ingest times in µs, landing time) of rows converted here, for the latency metrics
+        self.latency: dict[str, tuple[list[int], dt.datetime]] = {}
+
+    def forget(self, src: str) -> None:
+        self.converted.discard(src)
+        self.latency.pop(src, None)
+
+    def convert(self, sources: list[str], known: Mapping[str, ObjectInfo]) -> int:
+        """Write the Avro file of each staging object that has none yet; returns how many this call wrote. An object
+        that is gone was consumed by a commit (the committed table has its events) and is skipped."""
+        # Reads are I/O-bound: overlap them, holding at most a window of objects in memory (G4).
+        fetched = ordered_map(lambda src: self._fetch(src, known.get(src)), sources, threads=_READERS)
+        done = 0
+        for src, got in zip(sources, fetched, strict=True):
+            if got is None:
+                continue
+            if isinstance(got, tuple):
+                info, data = got
+                try:
+                    env = decode_landed(data, info.metadata)  # as finalization reads it
+                except envelope_format.PoisonEnvelope as exc:  # landing validated it; never block the tier on one
+                    log.error("skipping undecodable staging object %s: %s", src, exc)
+                    continue
+                rows = list(fresh_rows.fresh_rows(env, self._by_name[env.category], src))
+                name = names.fresh_object(self._tier, src)
+                self._store.create_if_absent(name, fresh_rows.encode(rows), content_type="avro/binary")
+                if len(self.latency) < _MAX_TRACKED:  # G4: while loads are pending, stop tracking, keep converting
+                    self.latency[src] = ([int(r["ingest_time"] or r["event_time"]) for r in rows], info.updated)
+                done += 1
+            self.converted.add(src)
+        return done
+
+    def _fetch(self, src: str, info: ObjectInfo | None) -> tuple[ObjectInfo, bytes] | object | None:
+        """``_EXISTS`` when the Avro file is there already (another worker, an earlier process); else the staging
+        object and its bytes; None when the staging object is gone (a commit consumed it)."""
+        if self._store.stat(names.fresh_object(self._tier, src)) is not None:
+            return _EXISTS
+        try:
+            info = info or self._store.stat(src)
+            return (info, self._store.read(src)) if info is not None else None
+        except ObjectNotFound:
+            return None
