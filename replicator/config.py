@@ -12,7 +12,7 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from replicator.crash import CrashPoints
 from replicator.errors import ConfigError
@@ -51,6 +51,12 @@ class ReplicatorConfig(BaseModel):
     #: (``replicator/watermarks.py``); a heartbeat older than 3 intervals plus the lease extension is ignored.
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     finalize_interval: float = Field(default=30.0, gt=0)
+    #: A finalizer pass lists only the staging days holding the last this many hours (and the next one); it must
+    #: exceed the lateness + 1 h, so that an hour becomes closable while it is still in the window.
+    finalize_hot_hours: float = Field(default=6.0, gt=0)
+    #: One finalizer pass this often (and the first of a process) lists every staging object (late data into older
+    #: hours; a full scan that fails to list stays due).
+    finalize_full_scan_seconds: float = Field(default=3600.0, gt=0)
     finalize: bool = True
     max_messages: int = Field(default=64, ge=1)
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=MAX_PUBSUB_MESSAGE)
@@ -72,9 +78,26 @@ class ReplicatorConfig(BaseModel):
         CrashPoints.parse(v)  # raises ValueError for an unknown step
         return v
 
+    @model_validator(mode="after")
+    def _hot_window_holds_closing_hours(self) -> ReplicatorConfig:
+        if self.finalize and self.finalize_hot_hours * 3600 <= self.lateness_seconds + 3600:
+            raise ValueError(
+                f"--finalize-hot-hours must exceed the lateness + 1 h ({(self.lateness_seconds + 3600) / 3600:g} h; "
+                f"got {self.finalize_hot_hours:g})"
+            )
+        return self
+
     @property
     def lateness(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.lateness_seconds)
+
+    @property
+    def finalize_hot_window(self) -> dt.timedelta:
+        return dt.timedelta(hours=self.finalize_hot_hours)
+
+    @property
+    def finalize_full_scan_interval(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.finalize_full_scan_seconds)
 
     @staticmethod
     def from_sources(flags: Mapping[str, Any], env: Mapping[str, str]) -> ReplicatorConfig:
@@ -104,6 +127,8 @@ class ReplicatorConfig(BaseModel):
 def _problem(error: Any) -> str:
     """One pydantic error as ``<flag or env>: <message> (got <value>)``; an empty required string as ``missing``."""
     field = ".".join(str(p) for p in error["loc"])
+    if not field:  # a check across fields: its message names the flags
+        return str(error["msg"]).removeprefix("Value error, ")
     source = _SOURCES.get(field, "--" + field.replace("_", "-"))
     if error["type"] in ("missing", "string_too_short") and error.get("input") in ("", None):
         return f"missing {source}"

@@ -42,7 +42,14 @@ from replicator.layout import Layout, Partition
 from replicator.manifest import Manifest
 from replicator.metrics import Metrics
 from replicator.readahead import ordered_map
-from replicator.scan import NameSetDigest, PartitionState, partitions_to_finalize, read_partition
+from replicator.scan import (
+    NameSetDigest,
+    PartitionState,
+    ScanSchedule,
+    partitions_to_finalize,
+    read_partition,
+    scope_covers,
+)
 from replicator.store import ObjectStore
 from service import envelope as envelope_format
 from service.catalog import Catalog
@@ -62,11 +69,17 @@ class CommitListener(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FinalizeSettings:
-    """``target_file_bytes``: approximate size of one data file. ``writer``: who commits (host:pid), for manifests."""
+    """``target_file_bytes``: approximate size of one data file. ``writer``: who commits (host:pid), for manifests.
+
+    ``hot_window``: a pass that is not a full scan lists only the staging days of the hours from now - hot_window to
+    now + 1 h; None (the default, and ``logpipe finalize``): every pass lists everything. ``full_scan_interval``: how
+    often a pass lists everything anyway (``scan.ScanSchedule``)."""
 
     target_file_bytes: int = 128 * 1024 * 1024
     writer: str = "logpipe"
     lateness: dt.timedelta = dt.timedelta(minutes=10)
+    hot_window: dt.timedelta | None = None
+    full_scan_interval: dt.timedelta = dt.timedelta(hours=1)
 
 
 def _part_generation(name: str) -> int | None:
@@ -92,22 +105,41 @@ class Finalizer:
     #: (partition, generation G, event ids of generations 1..G) of the last partition worked on.
     _ids_cache: tuple[Partition | None, int, set[str]] = field(default_factory=lambda: (None, 0, set()))
     sleep: Callable[[float], None] = field(default=time.sleep)
+    #: Which passes list everything and which only the hot window (from ``settings``; first pass: everything).
+    _schedule: ScanSchedule = field(init=False)
+    #: Partitions whose last attempt failed: the next passes retry them even outside the hot window.
+    _retry: set[Partition] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._schedule = ScanSchedule(self.settings.hot_window, self.settings.full_scan_interval)
 
     def run_pass(self, categories: Iterable[str], closable: Callable[[Partition], bool]) -> list[Manifest]:
         """One pass over ``categories``: finalize every closable partition that has pending staging objects.
 
-        A failing partition is logged and counted; the pass continues with the others. Memory: one streamed listing
-        per category, O(partitions) state (``scan.partitions_to_finalize``), then one partition at a time.
+        A full scan (``scan.ScanSchedule``: always without ``settings.hot_window``, else the first pass and then one
+        pass every ``full_scan_interval``) lists every staging object; the other passes list only the staging days
+        of the hot window, plus a direct retry of each closable partition whose last call failed or stopped at
+        ``MAX_GENERATIONS_PER_CALL``. A listing error raises (a full scan then stays due); a failing partition is
+        logged and counted, and the pass continues with the others. Memory: streamed listings, O(partitions) state
+        (``scan.partitions_to_finalize``), then one partition at a time.
         """
+        now = self.clock()
+        days = self._schedule.days(now)
         committed: list[Manifest] = []
         for category in categories:
-            for p in partitions_to_finalize(self.store, category, closable, self._complete, self.layout):
+            todo = partitions_to_finalize(self.store, category, closable, self._complete, self.layout, days)
+            retry = [p for p in self._retry if p.category == category and not scope_covers(p, days)]
+            for p in todo + sorted(p for p in retry if closable(p)):
                 try:
-                    committed += self.finalize_partition(p)
+                    got = self.finalize_partition(p)
+                    committed += got
+                    (self._retry.add if len(got) >= MAX_GENERATIONS_PER_CALL else self._retry.discard)(p)
                 except Exception as exc:  # one bad partition must not stop the others
+                    self._retry.add(p)
                     self.failures += 1
                     self.metrics.finalize_errors.labels(type(exc).__name__).inc()
                     log.error("finalize %s %s failed: %r", p.category, p.hour.isoformat(), exc)
+        self._schedule.completed(now, days)
         return committed
 
     def finalize_partition(self, p: Partition) -> list[Manifest]:

@@ -5,18 +5,25 @@ Everything a loader or an operator needs survives any crash because it is derive
     manifest), ``_SUCCESS``.
   * ``list_manifests`` -> every committed manifest (what BigQuery loading scans).
   * ``list_open_staging`` -> staging objects not yet consumed by a manifest, per partition (the fresh path).
+  * ``partitions_to_finalize`` + ``ScanSchedule`` -> what a finalizer pass commits, listing either every staging
+    object (a full scan: the first pass of a process, then one pass every ``full_interval``) or only the staging
+    days of the hot window (the other passes; docs/design.md, "Finalization", "Costs and bounds").
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+import logging
+from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 
 from replicator.layout import Layout, Partition, manifest_generation, parse_partition_dir
 from replicator.manifest import Manifest
 from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,33 +118,87 @@ class NameSetDigest:
         return d
 
 
+def hot_days(now: dt.datetime, hot: dt.timedelta) -> tuple[dt.date, ...]:
+    """The UTC days that hold the hours from ``now - hot`` to ``now + 1 h`` (the front-end accepts event times up to
+    1 h ahead): the staging day prefixes a pass of the hot window lists, oldest first."""
+    d, last = (now - hot).astimezone(dt.UTC).date(), (now + dt.timedelta(hours=1)).astimezone(dt.UTC).date()
+    days = []
+    while d <= last:
+        days.append(d)
+        d += dt.timedelta(days=1)
+    return tuple(days)
+
+
+@dataclass
+class ScanSchedule:
+    """Which finalizer passes list every staging object of a category (a *full scan*) and which list only the staging
+    days of the hot window (``hot_days``).
+
+    ``days(now)`` is None (full) when ``hot`` is None (every pass is full: ``logpipe finalize``), on the first pass
+    of a process, once ``full_interval`` has passed since the last full scan that *completed*, and when the clock
+    stepped back behind it; otherwise the hot window's days. ``completed(now, days)`` is called only after every
+    category of a pass was listed without an error, so a full scan that failed to list stays due (the next pass is
+    full again), like the loader's backfill (``replicator/bigquery/committed.py``).
+    """
+
+    hot: dt.timedelta | None = None
+    full_interval: dt.timedelta = dt.timedelta(hours=1)
+    last_full: dt.datetime | None = None
+
+    def days(self, now: dt.datetime) -> tuple[dt.date, ...] | None:
+        if self.hot is None or self.last_full is None:
+            return None
+        if not dt.timedelta(0) <= now - self.last_full < self.full_interval:
+            return None
+        return hot_days(now, self.hot)
+
+    def completed(self, now: dt.datetime, days: tuple[dt.date, ...] | None) -> None:
+        if days is None:
+            self.last_full = now
+            if self.hot is not None:
+                log.info("finalizer full scan done; the next in %s", self.full_interval)
+
+
+def scope_covers(p: Partition, days: Collection[dt.date] | None) -> bool:
+    """Whether a listing of ``days`` (None: everything) lists every staging object of ``p``."""
+    return days is None or p.hour.astimezone(dt.UTC).date() in days
+
+
 def partitions_to_finalize(
     store: ObjectStore,
     category: str,
     closable: Callable[[Partition], bool],
     complete: MutableMapping[Partition, NameSetDigest],
     layout: Layout | None = None,
+    days: Collection[dt.date] | None = None,
 ) -> list[Partition]:
     """The closable partitions of ``category`` that may have pending staging objects, in order.
 
-    Streams one listing of ``staging/<category>/`` and keeps O(partitions) state, never the object names: a
-    partition that is not closable is skipped; one in ``complete`` (the digest of the staging names its manifests
-    consumed) is returned only when its staging names no longer match that digest (late data arrived). Once the
-    listing is through, the entries of ``complete`` for this category's partitions that have no staging object any
-    more (the bucket's lifecycle rule deleted them) are dropped, so a long-running worker keeps O(live partitions).
+    Streams one listing of ``staging/<category>/`` (or, with ``days``, one of ``staging/<category>/YYYY/MM/DD/`` per
+    day: every object of those days, so each of their partitions is seen whole) and keeps O(partitions) state, never
+    the object names: a partition that is not closable is skipped; one in ``complete`` (the digest of the staging
+    names its manifests consumed) is returned only when its staging names no longer match that digest (late data
+    arrived). Once the listing is through, the entries of ``complete`` for this category's partitions *inside the
+    listed scope* that have no staging object any more (the bucket's lifecycle rule deleted them) are dropped, so a
+    long-running worker keeps O(live partitions); entries outside the scope wait for the next full scan.
     """
     lay = layout or Layout()
+    root = f"{lay.staging_prefix}/{category}/"
+    prefixes = [root] if days is None else [f"{root}{d:%Y/%m/%d}/" for d in sorted(days)]
     seen: dict[Partition, NameSetDigest] = {}
     skip: set[Partition] = set()
-    for info in store.list(f"{lay.staging_prefix}/{category}/"):
-        p = parse_partition_dir(info.name, lay.staging_prefix)
-        if p is None or p in skip:
-            continue
-        if not closable(p):
-            skip.add(p)
-            continue
-        seen[p] = seen.get(p, NameSetDigest()).add(info.name)
-    for gone in [p for p in complete if p.category == category and p not in seen and p not in skip]:
+    for prefix in prefixes:
+        for info in store.list(prefix):
+            p = parse_partition_dir(info.name, lay.staging_prefix)
+            if p is None or p in skip:
+                continue
+            if not closable(p):
+                skip.add(p)
+                continue
+            seen[p] = seen.get(p, NameSetDigest()).add(info.name)
+    for gone in [
+        p for p in complete if p.category == category and p not in seen and p not in skip and scope_covers(p, days)
+    ]:
         del complete[gone]
     return sorted(p for p, d in seen.items() if complete.get(p) != d)
 

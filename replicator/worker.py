@@ -12,6 +12,10 @@ Lifecycle:
     publish time among the messages started in the last ``receive_window``); a partition is closable when
     W >= hour end + lateness, and so is every live worker's W of its tier (``replicator/watermarks.py``: each worker
     publishes its W every ``heartbeat_seconds``).
+  * The finalizer loop (``_finalize_loop``, every ``finalize_interval`` +-50 %) runs ``Finalizer.run_pass``. Its first
+    pass, and then one pass every ``finalize_full_scan_seconds`` (kept due while its listings fail), lists every
+    staging object; the others list only the staging days of the last ``finalize_hot_hours`` (docs/design.md,
+    "Finalization"). So late data into an hour older than the hot window commits at the next full scan.
 """
 
 from __future__ import annotations
@@ -78,7 +82,13 @@ class Worker:
             store,
             catalog,
             metrics,
-            FinalizeSettings(settings.target_file_bytes, settings.writer, settings.lateness),
+            FinalizeSettings(
+                settings.target_file_bytes,
+                settings.writer,
+                settings.lateness,
+                hot_window=settings.finalize_hot_window,
+                full_scan_interval=settings.finalize_full_scan_interval,
+            ),
             clock=clock,
             crash=crash,
             listeners=list(listeners or []),

@@ -1,7 +1,8 @@
 """``logpipe finalize``: one finalization pass over the landing bucket, then exit (``replicator.finalize``).
 
 ``--before`` (``_parse_before``) closes every partition ending at or before a given time; without it, partitions
-older than now - lateness close.
+older than now - lateness close. Unlike the worker's loop, it always lists every staging object of each category (a
+full scan, no hot window: ``FinalizeSettings.hot_window`` is None), so it finds late data in hours of any age.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def finalize(
         "target_file_bytes": target_file_bytes,
         "gcs_deadline": gcs_deadline,
         "project": os.environ.get("GOOGLE_CLOUD_PROJECT") or "local",
+        "finalize": False,  # no finalizer loop, so no hot window to check against the lateness: this pass lists all
     }
     cfg = _config(ctx, flags)
     cat = _catalog(cfg.catalog_path)

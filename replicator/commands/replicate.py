@@ -42,6 +42,20 @@ def replicate(
     finalize_interval: Annotated[
         float | None, typer.Option(help="Seconds between finalizer passes (default 30).")
     ] = None,
+    finalize_hot_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Finalizer passes list only the staging days of the last N hours; must exceed the lateness + 1 h "
+            "(default 6)."
+        ),
+    ] = None,
+    finalize_full_scan_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds between finalizer passes that list every staging object, for late data into older hours; "
+            "the first pass always does (default 3600)."
+        ),
+    ] = None,
     finalize: Annotated[
         bool, typer.Option("--finalize/--no-finalize", help="Run the finalizer loop in this worker.")
     ] = True,
@@ -82,6 +96,8 @@ def replicate(
         "lateness_seconds": lateness_seconds,
         "receive_window_seconds": receive_window,
         "finalize_interval": finalize_interval,
+        "finalize_hot_hours": finalize_hot_hours,
+        "finalize_full_scan_seconds": finalize_full_scan_seconds,
         "finalize": finalize,
         "max_messages": max_messages,
         "max_bytes": max_bytes,

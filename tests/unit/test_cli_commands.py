@@ -211,3 +211,53 @@ def test_replicate_with_its_metrics_port_in_use_prints_one_line_and_exits_1() ->
     assert out.returncode == 1
     [line] = _error_lines(out.stderr)
     assert "replicator failed to start: OSError" in line and "Address already in use" in line
+
+
+# --- the finalizer's hot window: `replicate` checks it, `finalize` always lists everything -------------------------
+
+
+def test_replicate_refuses_a_hot_window_that_cannot_hold_the_closing_hours() -> None:
+    result = _run(["replicate", "--finalize-hot-hours", "1", "--bucket", "bkt", "--project", "p"], _UNREACHABLE_GCS)
+    assert result.exit_code == 2, result.output
+    assert "--finalize-hot-hours must exceed the lateness + 1 h (1.16667 h; got 1)" in result.output
+    assert "validation error" not in result.output
+
+
+def test_finalize_with_a_long_lateness_is_not_refused_for_the_workers_hot_window() -> None:
+    result = _run(["finalize", "--lateness-seconds", "36000", "--bucket", "bkt", "--gcs-deadline", "0.3"],
+                  _UNREACHABLE_GCS)  # fmt: skip
+    assert result.exit_code == 1, result.output  # it got as far as the (unreachable) bucket
+    assert "gave up after 0.3s" in _one_error_line(result.output)
+
+
+def test_finalize_lists_every_staging_object_and_commits_old_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``logpipe finalize`` is the operator's full scan: hours 10 days old, in every category, whatever the worker's
+    hot window (each category is a separate ``run_pass`` of one ``Finalizer``: none may list only the window)."""
+    from replicator import clients
+    from replicator.landing import Lander
+    from replicator.metrics import Metrics
+    from replicator.store import MemoryStore
+    from replicator.synth import make_envelope
+
+    listed: list[str] = []
+
+    class Store(MemoryStore):
+        def list(self, prefix: str) -> Any:
+            listed.append(prefix)
+            return super().list(prefix)
+
+    store = Store()
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=10)).replace(minute=0, second=0, microsecond=0)
+    lander = Lander(store, ["ads_click", "app_log"], Metrics())
+    for category in ("ads_click", "app_log"):
+        env = make_envelope(category, [f"{category}-1", f"{category}-2"], old + dt.timedelta(minutes=5))
+        lander.land(env.data, env.attributes)
+    monkeypatch.setattr(clients, "object_store", lambda cfg, *a, **k: store)
+    result = _run(["finalize", "--bucket", "bkt", "--category", "ads_click", "--category", "app_log"], _UNSET)
+    assert result.exit_code == 0, result.output
+    label = f"{old:%Y-%m-%dT%H}"
+    assert [ln.split()[:3] for ln in result.output.splitlines() if ln.startswith("committed ")] == [
+        ["committed", "ads_click", label],
+        ["committed", "app_log", label],
+    ]
+    assert "staging/ads_click/" in listed and "staging/app_log/" in listed
