@@ -4,6 +4,7 @@ with a clear error, before anything changes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -63,13 +64,14 @@ def test_adding_a_nullable_field_evolves_tables_and_view(env: BqEnv) -> None:
     env.catalog = new_catalog
     env.finalizer.catalog = new_catalog
     new = ids("new", 6)
-    env.land("ads_click", new, t)
+    t2 = t - dt.timedelta(hours=1)  # an open hour: the fresh path does not list hours with _SUCCESS, as t has now
+    env.land("ads_click", new, t2)
     loader = Loader(env.config(), new_catalog, env.bq, env.store)
     env.run(loader)
     sql = f"SELECT COUNT(seq) AS s, COUNT(*) AS n FROM `{env.endpoints.project}.{env.dataset}.ads_click`"
     row = next(iter(env.bq.query(sql).result()))
     assert (row["s"], row["n"]) == (6, 16), "fresh rows carry the new field, old rows read NULL"
-    env.commit("ads_click", t)
+    env.commit("ads_click", t2)
     env.run(loader)
     row = next(iter(env.bq.query(sql).result()))
     assert (row["s"], row["n"]) == (6, 16), "committed rows too"
