@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from replicator.bigquery import names
 from replicator.bigquery.committed import CommittedLoader, Target
+from replicator.bigquery.errors import LoadPending
 from replicator.bigquery.fresh import FreshLoader
 from replicator.bigquery.hours import days_between
 from replicator.bigquery.jobs import LoadOutcome, LoadSpec
@@ -283,3 +284,31 @@ def test_forgetting_never_makes_the_fresh_path_load_a_committed_object_again(
     assert len(listed_now) == expected.get(days_later, 0)
     if not listed_now:
         assert committed.committed_sources == committed.done_sources == frozenset(), "NOW's day is forgotten"
+
+
+class PendingRunner(FakeRunner):
+    """A runner whose loads stay pending (a quota, a job still running) until ``pending`` is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending = True
+
+    def load(self, spec: LoadSpec) -> LoadOutcome:
+        if self.pending:
+            raise LoadPending(f"{spec.job_base}: still running")
+        return super().load(spec)
+
+
+def test_a_pending_commit_load_writes_no_marker_and_is_loaded_next_pass() -> None:
+    # G1 in BigQuery: a load that has not finished must not be marked loaded (mutation audit: a pending load that
+    # fell through to its .loaded marker survived every test).
+    store, lander, fin, _, client, _ = setup()
+    runner = PendingRunner()
+    loader = new_loader(store, runner, client)  # type: ignore[arg-type]
+    land(lander, ["a", "b"])
+    fin.finalize_partition(P)
+    assert loader.run() == 0
+    assert store.stat(names.committed_marker(P, 1)) is None and client.deleted == []
+    runner.pending = False
+    assert loader.run() == 1 and len(runner.specs) == 1
+    assert store.stat(names.committed_marker(P, 1)) is not None

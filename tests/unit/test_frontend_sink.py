@@ -261,3 +261,21 @@ def test_an_unreadable_file_does_not_block_the_ones_behind_it(tmp_path: Path) ->
     spool.unreadable = set()  # the disk recovered: the kept file is published, not lost
     wait_until(lambda: spool.depth == 0 and pub.envelope_ids()[-1] == "env-0")
     sink.stop()
+
+
+def test_a_failed_replay_publish_keeps_the_file_until_a_later_one_is_confirmed(tmp_path: Path) -> None:
+    # G1: the spool file of an acked envelope goes only after Pub/Sub confirmed its replay (mutation audit: a
+    # replayer that deleted it after a failed publish survived every unit test).
+    s = Spool(tmp_path / "spool", 1 << 20)
+    s.open()
+    s.write(env(1))
+    s.close()
+    pub = FakePublisher(mode="fail")
+    sink = make(tmp_path, pub)  # replays the leftover file against a failing Pub/Sub
+    try:
+        wait_until(lambda: pub.attempts >= 3)
+        assert [e.envelope_id for e in sink._spool.entries()] == ["env-1"], "deleted although never confirmed"
+        pub.release("ok")
+        wait_until(lambda: pub.envelope_ids() == ["env-1"] and sink._spool.depth == 0)
+    finally:
+        sink.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.envelope import EncodedEnvelope
+from service.frontend import spool as spool_module
 from service.frontend.errors import SpoolCorrupt, SpoolFull
 from service.frontend.spool import MAGIC, Spool, SpoolLocked, deserialize, serialize
 
@@ -114,3 +116,29 @@ def test_crc_valid_file_with_a_foreign_header_is_corrupt(header: bytes) -> None:
     body = b"".join((MAGIC, struct.pack(">I", len(header)), header, struct.pack(">Q", 1), b"d"))
     with pytest.raises(SpoolCorrupt):
         deserialize(body + struct.pack(">I", zlib.crc32(body)), "x")
+
+
+def test_write_fsyncs_the_file_before_the_rename_and_the_directory_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # G1 across a power loss (a SIGKILL keeps the page cache, so only the calls can show it): the entry's bytes are
+    # on disk before its name appears, and the name is on disk before the client is acked.
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> None:
+        calls.append(("rename", str(b)))
+        real_rename(a, b)
+
+    monkeypatch.setattr(spool_module.os, "fsync", fsync)
+    monkeypatch.setattr(spool_module.os, "rename", rename)
+    s = Spool(tmp_path / "spool", 1 << 20)
+    s.open()
+    calls.clear()
+    entry = s.write(env(1))
+    assert [c[0] for c in calls] == ["fsync", "rename", "fsync"]
+    assert calls[0][1].endswith(".tmp") and calls[1][1] == str(entry.path) and calls[2][1] == str(tmp_path / "spool")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+from collections.abc import Mapping
 
 import pytest
 
+from replicator.errors import StoreError
 from replicator.files import ConflictingDataFile
 from replicator.finalize import Finalizer, FinalizeSettings
 from replicator.landing import Lander
@@ -14,7 +17,7 @@ from replicator.manifest import Manifest
 from replicator.metrics import Metrics
 from replicator.records import decode_rows
 from replicator.scan import list_manifests, read_partition
-from replicator.store import MemoryStore
+from replicator.store import Created, MemoryStore
 from replicator.synth import make_envelope
 from service.catalog import load_catalog
 from service.envelope import PoisonEnvelope
@@ -283,3 +286,42 @@ def test_data_that_keeps_arriving_is_committed_in_bounded_steps_without_error() 
     assert len(fin.finalize_partition(P)) == 1
     assert len(committed_ids(store)) == MAX_GENERATIONS_PER_CALL + 1
     assert read_partition(store, P).state == "complete"
+
+
+def test_ids_cache_of_one_partition_never_dedups_another() -> None:
+    # G2: the finalizer caches the event ids of the last partition it worked on; used for another partition, a
+    # retried event would be committed twice (mutation audit: every other test drives one partition).
+    store, lander, fin = setup()
+    p2 = Partition("ads_click", H + dt.timedelta(hours=1))
+    for ids, when in ((["x"], p2.hour), (["a"], H)):
+        enc = make_envelope("ads_click", ids, when)
+        lander.land(enc.data, enc.attributes)
+    fin.finalize_partition(p2)  # g1 of p2
+    fin.finalize_partition(P)  # g1 of P: the cache now holds P's ids at generation 1
+    late = make_envelope("ads_click", ["x", "y"], p2.hour)  # x: a client's retry of an event p2 committed
+    lander.land(late.data, late.attributes)
+    [m] = fin.finalize_partition(p2)
+    assert (m.generation, m.total_events, m.duplicates_dropped) == (2, 1, 1)
+    assert set(collections.Counter(committed_ids(store)).values()) == {1}
+
+
+class NoManifests(MemoryStore):
+    """A store that refuses every manifest, as a finalizer killed just before its commit point."""
+
+    def create_if_absent(
+        self, name: str, data: bytes, metadata: Mapping[str, str] | None = None, content_type: str | None = None
+    ) -> Created:
+        if "/_manifest-" in name:
+            raise StoreError("create", name, "killed before the commit", transient=True)
+        return super().create_if_absent(name, data, metadata, content_type)
+
+
+def test_no_success_marker_without_a_committed_manifest() -> None:
+    # G3: _SUCCESS comes after the manifest, never before (mutation audit: only an e2e test caught the swap).
+    store = NoManifests()
+    lander = Lander(store, ["ads_click"], Metrics())
+    enc = make_envelope("ads_click", ["s1"], H)
+    lander.land(enc.data, enc.attributes)
+    with pytest.raises(StoreError):
+        Finalizer(store, CAT, Metrics(), FinalizeSettings(writer="t")).finalize_partition(P)
+    assert store.stat(Layout().success_marker(P)) is None
