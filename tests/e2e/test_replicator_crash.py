@@ -56,7 +56,9 @@ POISON = [
 
 def drain_and_check(iso: Isolated, expected: set[str]) -> None:
     try:
-        wait_for(lambda: set(iso.committed()) == expected, 90, 0.5, "every published event committed")
+        # 180 s: the victim's messages come back only when their lease runs out. With exactly-once delivery the
+        # Pub/Sub client extends leases by at least 60 s, and the emulator redelivered after ~90 s in two CI runs.
+        wait_for(lambda: set(iso.committed()) == expected, 180, 0.5, "every published event committed")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{iso.logs_tail()}") from None
     counts = iso.committed()
