@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from service.catalog import FileFormat
@@ -89,3 +90,11 @@ def parse_partition_dir(path: str, prefix: str) -> Partition | None:
         return None
     y, mo, d, h = (int(x) for x in m.group(2, 3, 4, 5))
     return Partition(m.group(1), dt.datetime(y, mo, d, h, tzinfo=dt.UTC))
+
+
+def days_between(start: dt.datetime, end: dt.datetime) -> Iterator[dt.date]:
+    """Every UTC date from ``start`` to ``end`` inclusive: the day prefixes (``YYYY/MM/DD/``) a window lists."""
+    d, last = start.astimezone(dt.UTC).date(), end.astimezone(dt.UTC).date()
+    while d <= last:
+        yield d
+        d += dt.timedelta(days=1)

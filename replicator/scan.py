@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 
-from replicator.layout import Layout, Partition, manifest_generation, parse_partition_dir
+from replicator.layout import Layout, Partition, days_between, manifest_generation, parse_partition_dir
 from replicator.manifest import Manifest
 from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
@@ -121,12 +121,7 @@ class NameSetDigest:
 def hot_days(now: dt.datetime, hot: dt.timedelta) -> tuple[dt.date, ...]:
     """The UTC days that hold the hours from ``now - hot`` to ``now + 1 h`` (the front-end accepts event times up to
     1 h ahead): the staging day prefixes a pass of the hot window lists, oldest first."""
-    d, last = (now - hot).astimezone(dt.UTC).date(), (now + dt.timedelta(hours=1)).astimezone(dt.UTC).date()
-    days = []
-    while d <= last:
-        days.append(d)
-        d += dt.timedelta(days=1)
-    return tuple(days)
+    return tuple(days_between(now - hot, now + dt.timedelta(hours=1)))
 
 
 @dataclass

@@ -34,13 +34,13 @@ from google.cloud import bigquery
 
 from replicator.bigquery import names
 from replicator.bigquery.errors import LoadFailed, LoadPending
-from replicator.bigquery.hours import CompleteHours, days_between, first_day, success_hour
+from replicator.bigquery.hours import CompleteHours, first_day, success_hour
 from replicator.bigquery.jobs import LoadRunner, LoadSpec
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.bigquery.views import DEFAULT_HORIZON_HOURS
 from replicator.crash import NEVER, CrashPoints
 from replicator.errors import ObjectNotFound
-from replicator.layout import Layout, Partition, manifest_generation, parse_partition_dir
+from replicator.layout import Layout, Partition, days_between, manifest_generation, parse_partition_dir
 from replicator.manifest import Manifest, ManifestError
 from replicator.store import ObjectStore
 from service.catalog import Category, FileFormat

@@ -21,19 +21,11 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 
-from replicator.layout import Layout, parse_partition_dir
+from replicator.layout import Layout, days_between, parse_partition_dir
 
 #: (category, UTC day) -> the hours (0-23) of that day whose ``_SUCCESS`` a listing has seen. No key: none known.
 CompleteHours = Mapping[tuple[str, dt.date], frozenset[int]]
 NONE_COMPLETE: CompleteHours = MappingProxyType({})
-
-
-def days_between(start: dt.datetime, end: dt.datetime) -> Iterator[dt.date]:
-    """Every UTC date from ``start`` to ``end`` inclusive."""
-    d, last = start.astimezone(dt.UTC).date(), end.astimezone(dt.UTC).date()
-    while d <= last:
-        yield d
-        d += dt.timedelta(days=1)
 
 
 def first_day(now: dt.datetime, window: dt.timedelta) -> dt.date:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
+
+from replicator.errors import StoreError
+from replicator.store import Created, MemoryStore
 
 #: The default publish time of a ``FakeMessage``.
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
@@ -58,3 +61,40 @@ class HeldHandler:
 
     def oldest_recent(self) -> dt.datetime | None:
         return None
+
+
+def offline_worker(
+    settings: Any, store: Any = None, clock: Callable[[], dt.datetime] | None = None, tiers: tuple[str, ...] = ("core",)
+) -> Any:
+    """A ``replicator.worker.Worker`` of the shipped catalog with no Pub/Sub clients (nothing started): for tests of
+    its watermark, ``closable`` and finalizer wiring. ``store`` defaults to a fresh ``MemoryStore``."""
+    from replicator.crash import CrashPoints
+    from replicator.metrics import Metrics
+    from replicator.store import MemoryStore
+    from replicator.worker import Worker
+    from service.catalog import load_catalog
+
+    extra = {"clock": clock} if clock is not None else {}
+    return Worker(
+        catalog=load_catalog(),
+        tiers=tiers,
+        project="p",
+        store=store if store is not None else MemoryStore(),
+        subscriber=None,
+        publisher=None,
+        metrics=Metrics(),
+        settings=settings,
+        crash=CrashPoints(),
+        **extra,
+    )
+
+
+class NoManifestStore(MemoryStore):
+    """A store whose manifest creates fail: a finalizer dies between its data files and its commit point (F3/F4)."""
+
+    def create_if_absent(
+        self, name: str, data: bytes, metadata: Mapping[str, str] | None = None, content_type: str | None = None
+    ) -> Created:
+        if "/_manifest-" in name:
+            raise StoreError("create", name, "injected: killed before the commit", transient=True)
+        return super().create_if_absent(name, data, metadata, content_type)

@@ -17,14 +17,13 @@ from replicator.bigquery import names
 from replicator.bigquery.committed import CommittedLoader, Target
 from replicator.bigquery.errors import LoadPending
 from replicator.bigquery.fresh import FreshLoader
-from replicator.bigquery.hours import days_between
 from replicator.bigquery.jobs import LoadOutcome, LoadSpec
 from replicator.bigquery.loader import LoaderConfig
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.config import ReplicatorConfig
 from replicator.finalize import Finalizer, FinalizeSettings
 from replicator.landing import Lander
-from replicator.layout import Partition
+from replicator.layout import Partition, days_between
 from replicator.metrics import Metrics
 from replicator.store import MemoryStore, ObjectInfo
 from replicator.synth import make_envelope

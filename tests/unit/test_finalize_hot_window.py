@@ -220,14 +220,12 @@ def test_the_schedule_is_full_first_then_every_interval_and_after_the_clock_step
 
 def test_the_worker_finalizer_gets_the_hot_window_and_the_full_scan_interval() -> None:
     from replicator.config import ReplicatorConfig
-    from replicator.crash import CrashPoints
-    from replicator.worker import Worker
+    from tests.unit.replicator_support import offline_worker
 
     cfg = ReplicatorConfig(project="p", bucket="bkt")
     assert (cfg.finalize_hot_hours, cfg.finalize_full_scan_seconds) == (6.0, 3600.0)
     cfg = ReplicatorConfig(project="p", bucket="bkt", finalize_hot_hours=3, finalize_full_scan_seconds=5)
-    w = Worker(catalog=CAT, tiers=("core",), project="p", store=MemoryStore(), subscriber=None, publisher=None,
-               metrics=Metrics(), settings=cfg, crash=CrashPoints())  # fmt: skip
+    w = offline_worker(cfg)
     assert w.finalizer.settings.hot_window == dt.timedelta(hours=3)
     assert w.finalizer.settings.full_scan_interval == dt.timedelta(seconds=5)
 

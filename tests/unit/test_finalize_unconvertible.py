@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -26,11 +25,12 @@ from replicator.layout import Layout, Partition
 from replicator.manifest import Manifest, ManifestError, RejectedEvent
 from replicator.metrics import Metrics
 from replicator.scan import list_manifests, read_partition
-from replicator.store import Created, MemoryStore
+from replicator.store import MemoryStore
 from replicator.synth import make_event
 from service import envelope as envelope_format
 from service.catalog import FieldType, load_catalog
 from service.contract import Envelope, Event
+from tests.unit.replicator_support import NoManifestStore
 
 pytestmark = pytest.mark.unit
 
@@ -149,17 +149,6 @@ def test_an_unconvertible_event_is_logged_with_its_staging_object_and_event_id(
     assert all(mixed in e for e in errors) and "b1" in errors[0] and "b2" in errors[1]
 
 
-class _NoManifests(MemoryStore):
-    """A store whose manifest creates fail: the finalizer dies between its data files and its commit (F3)."""
-
-    def create_if_absent(
-        self, name: str, data: bytes, metadata: Mapping[str, str] | None = None, content_type: str | None = None
-    ) -> Created:
-        if "/_manifest-" in name:
-            raise StoreError("create", name, "injected", transient=True)
-        return super().create_if_absent(name, data, metadata, content_type)
-
-
 def _objects(store: MemoryStore, prefix: str) -> dict[str, bytes]:
     return {n: store.read(n) for n in store.names() if n.startswith(prefix)}
 
@@ -171,7 +160,7 @@ def _content(m: Manifest) -> dict[str, Any]:
 
 
 def test_a_rerun_after_a_crash_before_the_manifest_writes_identical_files_and_manifest() -> None:
-    crashing = _NoManifests()
+    crashing = NoManifestStore()
     for k in range(3):  # several staging objects and small files: the rejections fall between file cuts
         events = [_event("ads_click", f"e{k}-{i}", i, pad=1000) for i in range(40)]
         events[7], events[23] = _bad_utf8("ads_click", f"e{k}-7"), _bad_time("ads_click", f"e{k}-23")

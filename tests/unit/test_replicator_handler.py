@@ -8,7 +8,6 @@ from collections.abc import Mapping
 import pytest
 
 from replicator.config import ReplicatorConfig
-from replicator.crash import CrashPoints
 from replicator.errors import StoreError
 from replicator.handler import DROPPED_KEY, MAX_PUBLISH_BYTES, MessageHandler, dead_letter_attributes
 from replicator.landing import Lander
@@ -16,9 +15,7 @@ from replicator.layout import Partition
 from replicator.metrics import Metrics
 from replicator.store import Created, MemoryStore
 from replicator.synth import make_envelope
-from replicator.worker import Worker
-from service.catalog import load_catalog
-from tests.unit.replicator_support import FakeDeadLetter, FakeMessage
+from tests.unit.replicator_support import FakeDeadLetter, FakeMessage, offline_worker
 
 pytestmark = pytest.mark.unit
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
@@ -126,18 +123,7 @@ def test_watermark_stays_behind_a_draining_backlog_for_the_receive_window() -> N
     clock = [H + dt.timedelta(hours=1, minutes=15)]
     for window, closable_at_once in ((120.0, False), (0.0, True)):
         cfg = ReplicatorConfig(project="p", bucket="bkt", lateness_seconds=600, receive_window_seconds=window)
-        w = Worker(
-            catalog=load_catalog(),
-            tiers=("core",),
-            project="p",
-            store=MemoryStore(),
-            subscriber=None,
-            publisher=None,
-            metrics=Metrics(),
-            settings=cfg,
-            crash=CrashPoints(),
-            clock=lambda: clock[0],
-        )
+        w = offline_worker(cfg, clock=lambda: clock[0])
         store, metrics = MemoryStore(), Metrics()
         handler = MessageHandler(Lander(store, ["ads_click"], metrics), FakeDeadLetter(), metrics,
                                  clock=lambda: clock[0], receive_window=cfg.receive_window_seconds)  # fmt: skip

@@ -19,11 +19,10 @@ from replicator.metrics import Metrics
 from replicator.retry import RetryPolicy
 from replicator.store import MemoryStore
 from replicator.synth import make_envelope
-from replicator.worker import Worker
 from service.catalog import load_catalog
 from service.envelope import decode as decode_envelope
 from service.envelope import encode
-from tests.unit.replicator_support import HeldHandler
+from tests.unit.replicator_support import HeldHandler, offline_worker
 
 pytestmark = pytest.mark.unit
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
@@ -172,8 +171,7 @@ def test_config_from_env_and_flags() -> None:
 def test_watermark_waits_for_held_messages() -> None:
     now = H + dt.timedelta(hours=1, minutes=15)
     cfg = ReplicatorConfig(project="p", bucket="bkt", lateness_seconds=600)
-    w = Worker(catalog=load_catalog(), tiers=("core",), project="p", store=MemoryStore(), subscriber=None,
-               publisher=None, metrics=Metrics(), settings=cfg, crash=CrashPoints(), clock=lambda: now)  # fmt: skip
+    w = offline_worker(cfg, clock=lambda: now)
     p = Partition("ads_click", H)
     assert w.closable(p)  # 13:00-14:00 + 10 min lateness < 14:15
     w._handlers = [HeldHandler(H + dt.timedelta(minutes=65))]  # type: ignore[list-item]

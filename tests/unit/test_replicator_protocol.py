@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from collections.abc import Mapping
 
 import pytest
 
@@ -17,10 +16,11 @@ from replicator.manifest import Manifest
 from replicator.metrics import Metrics
 from replicator.records import decode_rows
 from replicator.scan import list_manifests, read_partition
-from replicator.store import Created, MemoryStore
+from replicator.store import MemoryStore
 from replicator.synth import make_envelope
 from service.catalog import load_catalog
 from service.envelope import PoisonEnvelope
+from tests.unit.replicator_support import NoManifestStore
 
 pytestmark = pytest.mark.unit
 
@@ -305,20 +305,9 @@ def test_ids_cache_of_one_partition_never_dedups_another() -> None:
     assert set(collections.Counter(committed_ids(store)).values()) == {1}
 
 
-class NoManifests(MemoryStore):
-    """A store that refuses every manifest, as a finalizer killed just before its commit point."""
-
-    def create_if_absent(
-        self, name: str, data: bytes, metadata: Mapping[str, str] | None = None, content_type: str | None = None
-    ) -> Created:
-        if "/_manifest-" in name:
-            raise StoreError("create", name, "killed before the commit", transient=True)
-        return super().create_if_absent(name, data, metadata, content_type)
-
-
 def test_no_success_marker_without_a_committed_manifest() -> None:
     # G3: _SUCCESS comes after the manifest, never before (mutation audit: only an e2e test caught the swap).
-    store = NoManifests()
+    store = NoManifestStore()
     lander = Lander(store, ["ads_click"], Metrics())
     enc = make_envelope("ads_click", ["s1"], H)
     lander.land(enc.data, enc.attributes)

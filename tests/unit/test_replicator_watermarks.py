@@ -8,15 +8,12 @@ import datetime as dt
 import pytest
 
 from replicator.config import ReplicatorConfig
-from replicator.crash import CrashPoints
 from replicator.errors import StoreError
 from replicator.layout import Partition
-from replicator.metrics import Metrics
 from replicator.store import MemoryStore
 from replicator.watermarks import SharedWatermark
 from replicator.worker import Worker
-from service.catalog import load_catalog
-from tests.unit.replicator_support import HeldHandler
+from tests.unit.replicator_support import HeldHandler, offline_worker
 
 pytestmark = pytest.mark.unit
 H = dt.datetime(2026, 11, 26, 13, tzinfo=dt.UTC)
@@ -25,18 +22,8 @@ P = Partition("ads_click", H)  # tier core; closable from 14:10 with the default
 
 def worker(store: MemoryStore, clock: list[dt.datetime], writer: str) -> Worker:
     cfg = ReplicatorConfig(project="p", bucket="bkt", writer=writer, lease_extension_seconds=60, heartbeat_seconds=10)
-    return Worker(
-        catalog=load_catalog(),
-        tiers=("core",),
-        project="p",
-        store=store,
-        subscriber=None,
-        publisher=None,
-        metrics=Metrics(),
-        settings=cfg,
-        crash=CrashPoints(),
-        clock=lambda: clock[0],
-    )
+    worker: Worker = offline_worker(cfg, store, lambda: clock[0])
+    return worker
 
 
 def test_an_hour_waits_for_a_message_another_worker_still_holds() -> None:
