@@ -10,7 +10,7 @@ Example::
         assert result.ok, result.rejected + result.failed
 """
 
-from service.client._core import ClientOptions
+from service.client._options import ClientOptions
 from service.client.aio import AsyncIngestClient
 from service.client.errors import BufferFull, ClientClosed, ClientError, InvalidEvent
 from service.client.ids import uuid7, uuid7_str

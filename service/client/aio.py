@@ -11,29 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from service.client._core import (
-    CHANNEL_OPTIONS,
-    Batcher,
-    Callback,
-    ClientOptions,
-    Ledger,
-    Targets,
-    credentials,
-    log,
-    metadata,
-    parse_targets,
-)
+from service.client._batcher import Batcher
+from service.client._ledger import Callback, Ledger
+from service.client._options import ClientOptions
+from service.client._targets import CHANNEL_OPTIONS, Targets, credentials, metadata, parse_targets
 from service.client.errors import BufferFull, ClientClosed
 from service.client.events import check_payload_size, fill_defaults, make_event
 from service.client.results import FlushResult
 from service.client.retry import async_retrying
 from service.contract import Event, PublishRequest, PublishResponse, ingest_pb2_grpc
+
+log = logging.getLogger("service.client")
 
 
 class AsyncIngestClient:

@@ -34,23 +34,17 @@ from typing import Any
 
 import grpc
 
-from service.client._core import (
-    CHANNEL_OPTIONS,
-    Batcher,
-    Callback,
-    ClientOptions,
-    Ledger,
-    Targets,
-    credentials,
-    log,
-    metadata,
-    parse_targets,
-)
+from service.client._batcher import Batcher
+from service.client._ledger import Callback, Ledger
+from service.client._options import ClientOptions
+from service.client._targets import CHANNEL_OPTIONS, Targets, credentials, metadata, parse_targets
 from service.client.errors import BufferFull, ClientClosed
 from service.client.events import check_payload_size, fill_defaults, make_event
 from service.client.results import FlushResult
 from service.client.retry import retrying
 from service.contract import Event, PublishRequest, PublishResponse, ingest_pb2_grpc
+
+log = logging.getLogger("service.client")
 
 #: Started clients not closed yet: flushed (bounded) by ``_flush_at_exit``.
 _unclosed: weakref.WeakSet[IngestClient] = weakref.WeakSet()

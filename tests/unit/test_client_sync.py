@@ -20,7 +20,9 @@ import grpc
 import pytest
 
 from service.client import BufferFull, ClientClosed, ClientOptions, IngestClient, InvalidEvent, Rejection, RetryPolicy
-from service.client._core import Batcher, Ledger, Targets
+from service.client._batcher import Batcher
+from service.client._ledger import Ledger
+from service.client._targets import Targets
 from service.client.results import Failure
 from service.contract import Event, EventStatus, PublishRequest, PublishResponse, StatusCode, ingest_pb2_grpc
 from service.frontend.auth import Authenticator, Identity
@@ -171,7 +173,7 @@ def test_full_buffer_raises_when_not_blocking(tmp_path: Path) -> None:
 
 
 def test_flush_mark_waits_for_older_batches_only() -> None:
-    from service.client._core import Outstanding
+    from service.client._batcher import Outstanding
 
     p = Outstanding()
     p.enqueued = 10  # events 0..9 sent
