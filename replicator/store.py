@@ -6,7 +6,8 @@ Contract (checked by tests/unit/test_replicator_store_contract.py against both t
     EXISTING object's crc32c and size (so callers can check it holds what they meant to write).
   * ``read(name)`` returns the bytes; raises ``ObjectNotFound``.
   * ``stat(name)`` returns ``ObjectInfo`` or None.
-  * ``list(prefix)`` yields ``ObjectInfo`` of every object whose name starts with ``prefix``, in name order.
+  * ``list(prefix, start_offset="")`` yields ``ObjectInfo`` of every object whose name starts with ``prefix`` and is
+    >= ``start_offset`` (byte-wise, as GCS's ``startOffset``; "" bounds nothing), in name order.
   * ``delete(name)`` removes the object if present (used only for orphan clean-up; never on the commit path).
   * Transient failures are retried inside the adapter (replicator/retry.py); what escapes is ``StoreError``.
 """
@@ -62,7 +63,7 @@ class ObjectStore(Protocol):
 
     def stat(self, name: str) -> ObjectInfo | None: ...
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
+    def list(self, prefix: str, *, start_offset: str = "") -> Iterator[ObjectInfo]: ...
 
     def delete(self, name: str) -> None: ...
 
@@ -105,9 +106,9 @@ class MemoryStore:
             data, meta, updated = self._objects[name]
             return ObjectInfo(name, len(data), crc32c_b64(data), updated, dict(meta))
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, *, start_offset: str = "") -> Iterator[ObjectInfo]:
         with self._lock:
-            items = sorted((n, v) for n, v in self._objects.items() if n.startswith(prefix))
+            items = sorted((n, v) for n, v in self._objects.items() if n.startswith(prefix) and n >= start_offset)
         for n, (data, meta, updated) in items:
             yield ObjectInfo(n, len(data), crc32c_b64(data), updated, dict(meta))
 

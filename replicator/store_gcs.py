@@ -135,9 +135,10 @@ class GcsStore:
         result: ObjectInfo | None = self._call(attempt, "stat", name)
         return result
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, *, start_offset: str = "") -> Iterator[ObjectInfo]:
         """Page by page (``LIST_PAGE_SIZE`` objects each, each page retried on its own): memory is one page, not the
-        whole listing. GCS lists in name order; pages are checked to stay in order (the contract of ``list``)."""
+        whole listing. GCS lists in name order; pages are checked to stay in order (the contract of ``list``).
+        ``start_offset`` is GCS's ``startOffset``: the service skips the names before it (they are not paged)."""
         token: str | None = None
         last = ""
         while True:
@@ -146,6 +147,7 @@ class GcsStore:
                 it = self._bucket.client.list_blobs(
                     self._bucket,
                     prefix=prefix,
+                    start_offset=start_offset or None,
                     page_token=page_token,
                     page_size=LIST_PAGE_SIZE,
                     retry=None,

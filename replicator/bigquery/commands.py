@@ -79,6 +79,17 @@ def load(
     tier: Annotated[list[str] | None, typer.Option(help="Tier to load (repeat); default: all.")] = None,
     interval: Annotated[float, typer.Option(envvar="LOGPIPE_BQ_INTERVAL", help="Seconds between passes.")] = 60.0,
     horizon_hours: Annotated[int, typer.Option(help="Fresh rows older than this are not shown.")] = 48,
+    fresh_convert_lookback_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Converting ahead of the passes (every 5 s) lists only the staging objects whose envelope id was"
+            " made within this many seconds, not the current and previous hour whole (0: whole hours, which costs"
+            " listing every object of two hours each time). Larger lists more each time; smaller leaves more objects"
+            " with older ids (spool replays, a backlog older than this, a front-end clock behind by more) to be"
+            " converted by the pass itself: queryable later, never lost.",
+        ),
+    ] = 120.0,
     lookback_hours: Annotated[int, typer.Option(help="How far back every pass looks for manifests to load.")] = 72,
     backfill_hours: Annotated[
         int, typer.Option(help="How far back the first pass, then one every backfill interval, looks (late data).")
@@ -116,6 +127,7 @@ def load(
             tiers=tuple(tier or ()),
             interval_seconds=interval,
             horizon_hours=horizon_hours,
+            fresh_convert_lookback_seconds=fresh_convert_lookback_seconds,
             lookback_hours=lookback_hours,
             backfill_hours=backfill_hours,
             backfill_interval_seconds=backfill_interval_seconds,

@@ -53,6 +53,9 @@ class LoaderConfig(BaseModel):
             at most half the interval.
         convert_interval_seconds: Between passes, new staging objects are converted to Avro this often, so a pass
             only has to load.
+        fresh_convert_lookback_seconds: Each conversion lists only the staging objects whose envelope id (UUIDv7)
+            was made this long ago or less, not two whole hours; 0 lists whole hours. What it skips (spool replays,
+            a backlog older than this) is converted by the pass instead: later, never lost (fresh.py).
         horizon_hours: Fresh rows older than this are not shown by the views (committed rows always are). The
             staging objects of its days are all the fresh path lists (of hours without ``_SUCCESS`` only), so only
             their manifests' sources are kept.
@@ -81,6 +84,7 @@ class LoaderConfig(BaseModel):
     interval_seconds: float = Field(default=60.0, gt=0)
     fresh_grace_seconds: float = Field(default=2.0, ge=0)
     convert_interval_seconds: float = Field(default=5.0, gt=0)
+    fresh_convert_lookback_seconds: float = Field(default=120.0, ge=0)
     horizon_hours: int = Field(default=DEFAULT_HORIZON_HOURS, ge=1)
     lookback_hours: int = Field(default=72, ge=1)
     backfill_hours: int = Field(default=DEFAULT_BACKFILL // dt.timedelta(hours=1), ge=1)
@@ -111,6 +115,12 @@ class LoaderConfig(BaseModel):
     @property
     def grace(self) -> dt.timedelta:
         return dt.timedelta(seconds=min(self.fresh_grace_seconds, self.interval_seconds / 2))
+
+    @property
+    def convert_lookback(self) -> dt.timedelta | None:
+        """``FreshLoader``'s ``convert_lookback``: None (whole hours) for 0."""
+        seconds = self.fresh_convert_lookback_seconds
+        return dt.timedelta(seconds=seconds) if seconds > 0 else None
 
     def crash_points(self) -> CrashPoints:
         if not self.crash_at:
@@ -171,6 +181,7 @@ class Loader:
                 slot=dt.timedelta(seconds=config.interval_seconds),
                 grace=config.grace,
                 limits=limits,
+                convert_lookback=config.convert_lookback,
                 **common,
             )
             self._passes.append((committed, fresh))

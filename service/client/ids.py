@@ -6,6 +6,7 @@ Python 3.11 has no ``uuid.uuid7``. Layout: 48-bit Unix milliseconds, version 7, 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import threading
@@ -14,6 +15,8 @@ import uuid
 
 #: Canonical lowercase hyphenated UUIDv7: version nibble 7, variant 0b10 (first hex digit of the 4th group 8-b).
 _UUID7_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -51,3 +54,13 @@ def uuid7_unix_ms(value: str) -> int | None:
     if len(value) != 36 or _UUID7_RE.fullmatch(value) is None:
         return None
     return int(value[:8] + value[9:13], 16)
+
+
+def uuid7_lower_bound(at: dt.datetime) -> str:
+    """``at``'s Unix milliseconds (floored; 0 before 1970) as the first two groups of the canonical form,
+    ``xxxxxxxx-xxxx``. In string order, a canonical UUIDv7 sorts at or after it iff its timestamp is at or after that
+    millisecond. So every ``uuid7_str`` made at or after ``at`` does (its timestamp is never earlier than its making:
+    the counter only borrows forward), and one whose timestamp is a millisecond before does not. ``at`` is aware."""
+    ms = max((at - _EPOCH) // dt.timedelta(milliseconds=1), 0)
+    digits = f"{ms:012x}"
+    return f"{digits[:8]}-{digits[8:]}"

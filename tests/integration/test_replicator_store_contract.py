@@ -71,6 +71,22 @@ def test_list_spanning_many_pages_is_complete_and_sorted(store: ObjectStore, mon
     assert [i.name for i in store.list("pages/")] == names
 
 
+def test_list_from_a_start_offset_skips_the_names_before_it(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fresh path lists an hour from a UUIDv7 prefix (replicator/bigquery/fresh.py); over several pages here."""
+    monkeypatch.setattr("replicator.store_gcs.LIST_PAGE_SIZE", 2)
+    names = ["h/01a2-7", "h/01a3-1", "h/01a3-2", "h/01a4-0", "h/01a4-0a", "h/01b0", "i/01a5"]
+    for name in reversed(names):
+        store.create_if_absent(name, b"x")
+    assert [i.name for i in store.list("h/", start_offset="h/01a3")] == names[1:6]
+    assert [i.name for i in store.list("h/", start_offset="h/01a4-0")] == names[3:6], "inclusive"
+    assert [i.name for i in store.list("h/", start_offset="")] == names[:6]
+    assert [i.name for i in store.list("h/", start_offset="h/01a")] == names[:6]
+    assert list(store.list("h/", start_offset="h/02")) == []
+    assert list(store.list("h/", start_offset="i/")) == [], "still within the prefix"
+
+
 def test_read_and_stat_of_missing_object(store: ObjectStore) -> None:
     with pytest.raises(ObjectNotFound):
         store.read("missing")

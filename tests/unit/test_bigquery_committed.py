@@ -89,9 +89,9 @@ class ListingStore(MemoryStore):
         super().__init__(clock=clock)
         self.listed: list[str] = []
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, *, start_offset: str = "") -> Iterator[ObjectInfo]:
         self.listed.append(prefix)
-        return super().list(prefix)
+        return super().list(prefix, start_offset=start_offset)
 
 
 def new_loader(

@@ -40,8 +40,8 @@ class CountingStore(MemoryStore):
         super().__init__(clock=clock)
         self.listed: list[tuple[str, int]] = []
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        objects = list(super().list(prefix))
+    def list(self, prefix: str, *, start_offset: str = "") -> Iterator[ObjectInfo]:
+        objects = list(super().list(prefix, start_offset=start_offset))
         self.listed.append((prefix, len(objects)))
         return iter(objects)
 
@@ -77,7 +77,9 @@ class World:
         return self.lander.land(enc.data, enc.attributes).names[0]
 
     def loader(self, runner: FakeRunner | None = None, **config: int) -> Loader:
-        """A loader process (the default windows: horizon 48 h, lookback 72 h, backfill 192 h)."""
+        """A loader process (the default windows: horizon 48 h, lookback 72 h, backfill 192 h). ``convert`` lists whole
+        hours: the envelope ids here are not UUIDv7 (test_bigquery_fresh_lookback.py covers the lookback)."""
+        config.setdefault("fresh_convert_lookback_seconds", 0)
         cfg = LoaderConfig(project="p", bucket="b", dataset="ds", tiers=("core",), **config)  # type: ignore[arg-type]
         loader = Loader(cfg, CAT, self.client, self.store, clock=self.clock)
         for committed, fresh in loader._passes:  # the fake runner instead of BigQuery's jobs

@@ -242,9 +242,9 @@ def test_finalize_lists_every_staging_object_and_commits_old_partitions(monkeypa
     listed: list[str] = []
 
     class Store(MemoryStore):
-        def list(self, prefix: str) -> Any:
+        def list(self, prefix: str, *, start_offset: str = "") -> Any:
             listed.append(prefix)
-            return super().list(prefix)
+            return super().list(prefix, start_offset=start_offset)
 
     store = Store()
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=10)).replace(minute=0, second=0, microsecond=0)

@@ -45,14 +45,14 @@ class CountingStore(MemoryStore):
         self.fail_list: set[str] = set()
         self.fail_read: set[str] = set()
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, *, start_offset: str = "") -> Iterator[ObjectInfo]:
         if prefix in self.fail_list:
             self.fail_list.discard(prefix)
             raise StoreError("list", prefix, "injected", transient=True)
         scan = prefix.startswith("staging/") and prefix.count("/") <= 5  # a category or a day, not one hour
         if scan:
             self.listed.append(prefix)
-        for info in super().list(prefix):
+        for info in super().list(prefix, start_offset=start_offset):
             self.objects_listed += scan
             yield info
 

@@ -204,9 +204,9 @@ class _CountingStore(MemoryStore):
         super().__init__()
         self.listed: list[str] = []
 
-    def list(self, prefix: str):  # type: ignore[no-untyped-def]
+    def list(self, prefix: str, *, start_offset: str = ""):  # type: ignore[no-untyped-def]
         self.listed.append(prefix)
-        return super().list(prefix)
+        return super().list(prefix, start_offset=start_offset)
 
 
 def test_run_pass_skips_open_and_complete_partitions_but_catches_late_data() -> None:

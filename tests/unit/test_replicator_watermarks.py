@@ -76,10 +76,10 @@ def test_heartbeats_are_replaced_withdrawn_and_forgotten() -> None:
 
 def test_unreadable_heartbeats_keep_the_hour_open() -> None:
     class NoList(MemoryStore):
-        def list(self, prefix: str):  # type: ignore[no-untyped-def,override]
+        def list(self, prefix: str, *, start_offset: str = ""):  # type: ignore[no-untyped-def,override]
             if prefix.startswith("workers/"):
                 raise StoreError("list", prefix, "503", transient=True)
-            return super().list(prefix)
+            return super().list(prefix, start_offset=start_offset)
 
     clock = [H + dt.timedelta(hours=2)]
     w = worker(NoList(), clock, "host-a:1")
