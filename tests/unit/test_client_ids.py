@@ -6,10 +6,18 @@ import uuid
 
 import pytest
 
+from service.client import ids
 from service.client.ids import uuid7, uuid7_str, uuid7_unix_ms
 from service.frontend.validate import UUID_RE
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _restore_the_id_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``uuid7(now_ns=...)`` in 2027 moves the process-wide floor; later tests must get ids of the real time."""
+    monkeypatch.setattr(ids, "_last_ms", ids._last_ms)
+    monkeypatch.setattr(ids, "_counter", ids._counter)
 
 
 def test_layout() -> None:
