@@ -8,7 +8,8 @@ Per message (steps L1-L4 of docs/design.md):
                                       for it, then ack; if that publish fails -> nack
   * ``StoreError`` or anything else -> count, log, nack (never ack as if landed; never raise into the subscriber);
                                       a permanent error first waits ``nack_delay`` (no hot redelivery loop)
-It also tracks, for the watermark and the oldest-unacked-age gauge, the messages it holds and the oldest publish time
+It also tracks, for the watermark and the oldest-unacked-age gauge, the messages it holds (from the moment the
+scheduler queues them, ``queued``, to the end of their callback, or ``dropped``) and the oldest publish time
 among the messages it started in the last ``receive_window`` seconds (kept per second: at most ``receive_window``
 entries, whatever the rate). The second one holds the watermark back while a backlog drains (the messages it has
 not started yet are older than the ones it has) and across a nack and its redelivery.
@@ -130,6 +131,7 @@ class MessageHandler:
         self._held: dict[int, dt.datetime] = {}
         self._receive_window = receive_window
         self._recent: deque[tuple[int, dt.datetime]] = deque()  # (clock second, oldest publish time started in it)
+        self._started_any = False
         self._lock = threading.Lock()
 
     def oldest_held(self) -> dt.datetime | None:
@@ -160,14 +162,31 @@ class MessageHandler:
             self._recent.popleft()
 
     def in_flight(self) -> int:
+        """Messages held: queued in the scheduler or running."""
         with self._lock:
             return len(self._held)
+
+    @property
+    def started_any(self) -> bool:
+        """Whether any message's callback has started."""
+        return self._started_any
+
+    def queued(self, message: Any) -> None:
+        """The scheduler queued ``message``: hold it from now on (``replicator.scheduler``)."""
+        with self._lock:
+            self._held[id(message)] = message.publish_time or self._clock()
+
+    def dropped(self, message: Any) -> None:
+        """The scheduler dropped ``message`` unstarted (the client nacks it): no longer held."""
+        with self._lock:
+            self._held.pop(id(message), None)
 
     def __call__(self, message: Any) -> None:
         key = id(message)
         with self._lock:
             published = self._held[key] = message.publish_time or self._clock()
             self._note_started(published)
+            self._started_any = True
         try:
             self._handle(message)
         except Exception:  # a bug must not kill the subscriber thread; the message is redelivered

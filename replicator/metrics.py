@@ -57,7 +57,9 @@ class Metrics:
         self.oldest_unacked_age = Gauge(
             p + "oldest_unacked_age_seconds", "Age (since publish) of the oldest message held unacked", registry=r
         )
-        self.in_flight = Gauge(p + "in_flight_messages", "Messages held (landing, not yet acked)", registry=r)
+        self.in_flight = Gauge(
+            p + "in_flight_messages", "Messages held: queued for a landing thread or landing, not yet acked", registry=r
+        )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Expose the metrics on ``http://host:port/metrics`` from a daemon thread. ``port`` 0 means do nothing."""

@@ -8,10 +8,12 @@ Lifecycle:
     stops the finalizer between partitions, and returns. Whatever still runs is abandoned: the entry point then
     ends the process with ``os._exit`` (no waiting on stuck threads); the messages stay unacked and Pub/Sub
     redelivers them; landing is idempotent.
-  * Closability (docs/design.md, "Watermark"): W = min(now, publish time of the oldest message held, oldest
-    publish time among the messages started in the last ``receive_window``); a partition is closable when
-    W >= hour end + lateness, and so is every live worker's W of its tier (``replicator/watermarks.py``: each worker
-    publishes its W every ``heartbeat_seconds``).
+  * Closability (docs/design.md, "Watermark"): W = min(now, publish time of the oldest message held (queued in the
+    scheduler or running), oldest publish time among the messages started in the last ``receive_window``); a
+    partition is closable when W >= hour end + lateness, and so is every live worker's W of its tier
+    (``replicator/watermarks.py``: each worker publishes its W every ``heartbeat_seconds``), and the worker has
+    started a message or pulled for ``receive_window`` (before either, it cannot tell an empty subscription from an
+    undelivered backlog).
   * The finalizer loop (``_finalize_loop``, every ``finalize_interval`` +-50 %) runs ``Finalizer.run_pass``. Its first
     pass, and then one pass every ``finalize_full_scan_seconds`` (kept due while its listings fail), lists every
     staging object; the others list only the staging days of the last ``finalize_hot_hours`` (docs/design.md,
@@ -27,7 +29,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from replicator.config import ReplicatorConfig
@@ -38,6 +39,7 @@ from replicator.handler import MessageHandler, PubsubDeadLetter
 from replicator.landing import Lander
 from replicator.layout import Partition
 from replicator.metrics import Metrics
+from replicator.scheduler import TrackingScheduler, prestarted
 from replicator.store import ObjectStore
 from replicator.watermarks import SharedWatermark
 from service.catalog import Catalog
@@ -98,6 +100,7 @@ class Worker:
         self._shared = {t: SharedWatermark(store, t, settings.writer, clock, stale_after=stale) for t in tiers}
         self._tier_of = {c.name: t for t in tiers for c in catalog.categories_in(t)}
         self._published = False  # a heartbeat was written at least once (so there is one to withdraw)
+        self._pulling_since: dt.datetime | None = None  # set by start()
 
     # --- watermark -----------------------------------------------------------------------------------------------
     def watermark(self) -> dt.datetime:
@@ -113,7 +116,7 @@ class Worker:
         False when the other workers' heartbeats cannot be listed (closing can wait; an early ``_SUCCESS`` cannot be
         taken back)."""
         deadline = p.end + self._cfg.lateness
-        if self.watermark() < deadline:
+        if self.watermark() < deadline or self._unheard():
             return False
         shared = self._shared.get(self._tier_of.get(p.category, ""))
         if shared is None:
@@ -128,6 +131,14 @@ class Worker:
             return False
         return True
 
+    def _unheard(self) -> bool:
+        """True while this worker has pulled for less than ``receive_window`` and started no message yet: it cannot
+        tell an empty subscription from a backlog (or a dead worker's messages) not delivered yet, so it closes
+        nothing (docs/design.md, "Watermark"). Always False for a worker that was never started."""
+        if self._pulling_since is None or any(h.started_any for h in self._handlers):
+            return False
+        return (self._clock() - self._pulling_since).total_seconds() < self._cfg.receive_window_seconds
+
     def publish_watermarks(self) -> None:
         """Publish this worker's watermark for each of its tiers (the heartbeat). Logs, never raises."""
         w = self.watermark()
@@ -141,10 +152,10 @@ class Worker:
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Open the streaming pulls and start the background threads. Raises on an unreachable subscription."""
+        self._pulling_since = self._clock()
         opened = self._store.open_connections(self._cfg.threads * len(self._tiers))  # one per landing thread
         log.info("opened %d upload connections", opened)
         from google.cloud import pubsub_v1
-        from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
         flow = pubsub_v1.types.FlowControl(
             max_messages=self._cfg.max_messages,
@@ -174,14 +185,14 @@ class Worker:
                 receive_window=self._cfg.receive_window_seconds,
             )
             self._handlers.append(handler)
-            executor = _prestarted(self._cfg.threads, f"land-{tier}")
+            executor = prestarted(self._cfg.threads, f"land-{tier}")
             # await_callbacks_on_shutdown: on cancel, running callbacks finish (and their acks are sent, the
             # dispatcher is stopped only after them); queued ones are nacked by the client.
             future = self._subscriber.subscribe(
                 sub_path,
                 handler,
                 flow_control=flow,
-                scheduler=ThreadScheduler(executor=executor),
+                scheduler=TrackingScheduler(executor, handler),
                 await_callbacks_on_shutdown=True,
             )
             self._futures.append(future)
@@ -265,16 +276,3 @@ class Worker:
             for f in self._futures:
                 if f.done() and not self._stop.is_set():
                     f.result()
-
-
-def _prestarted(threads: int, prefix: str) -> ThreadPoolExecutor:
-    """A pool whose ``threads`` threads all exist on return (a ThreadPoolExecutor starts them lazily, on bursts).
-
-    Why: a pool that fills up over minutes is indistinguishable from a thread leak in a soak's curves; a fixed
-    thread count from the start makes "threads stay flat" checkable. Blocks until every thread has started.
-    """
-    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=prefix)
-    barrier = threading.Barrier(threads)  # each task waits for all the others, so each one needs its own thread
-    for f in [executor.submit(barrier.wait) for _ in range(threads)]:
-        f.result()
-    return executor

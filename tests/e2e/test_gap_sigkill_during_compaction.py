@@ -35,6 +35,8 @@ WORKER = (
     "4096",
     "--drain-timeout",
     "5",
+    "--receive-window",  # the finalizing workers start on an empty subscription: close after 5 s, not 120
+    "5",
 )
 CATEGORIES = ["ads_click", "login_event"]
 

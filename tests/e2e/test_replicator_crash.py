@@ -29,6 +29,8 @@ FAST = (
     "4096",
     "--drain-timeout",
     "5",
+    "--receive-window",  # a survivor restarted on a drained subscription closes after 5 s, not 120
+    "5",
 )
 
 

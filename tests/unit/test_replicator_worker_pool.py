@@ -10,9 +10,9 @@ pytestmark = pytest.mark.unit
 
 
 def test_landing_pool_threads_all_exist_from_the_start() -> None:
-    from replicator.worker import _prestarted
+    from replicator.scheduler import prestarted
 
-    pool = _prestarted(6, "t-land")
+    pool = prestarted(6, "t-land")
     try:
         assert sum(t.name.startswith("t-land") for t in threading.enumerate()) == 6
         assert pool.submit(lambda: 7).result() == 7
