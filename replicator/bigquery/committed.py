@@ -17,10 +17,20 @@ One pass (``CommittedLoader.run``), in numbered steps; a crash after any step is
 A manifest without files (a delta whose events were all duplicates) has nothing to load and goes straight to C3.
 
 Memory (G4): what a pass learns is kept per (category, UTC day) and dropped once the day is older than the backfill
-window, which no scan lists again. A known manifest is an ``_Entry``: its marker name, plus its ``sources`` only while
-its day is in the fresh window (from the day of ``now - fresh_horizon`` on: the staging days the fresh path lists,
-the only place names are looked up). A manifest of an older day is not even read until it has to be loaded. C2 reads
-the manifest it loads (immutable), and C3/C4 run every ``_FLUSH_SOURCES`` sources: a catch-up holds few at a time.
+window, which no scan lists again. A known manifest is an ``_Entry``: its marker name, its partition's hour, and its
+``sources`` only while the fresh path can use them. That is in the fresh window (from the day of ``now -
+fresh_horizon`` on: the staging days the fresh path lists) and only:
+  * while its hour is not known complete: F2 and ``convert`` list the staging objects of those hours and skip what
+    ``committed_sources`` names. A complete hour is never listed (hours.py), so its names exclude nothing. The
+    finalizer writes ``_SUCCESS`` right after generation 1, so this is the hours a listing has not yet seen complete.
+  * once the manifest is loaded (``done_sources``), until ``handed_over``: F4 cleans a batch once each of its
+    objects has been in a ``done_sources`` (fresh.py), so each loaded manifest's names are handed over once, after
+    which only the open hours' stay. They come from the read that loaded it (C2), or, for a manifest found loaded
+    (a restart), from reading it again; at most ``_HANDOVER_SOURCES`` are held for this beyond one manifest, the
+    rest wait for later passes (newest first).
+A manifest of an older day, or of a complete hour and not loaded yet, is not even read until it has to be loaded. C2
+reads the manifest it loads (immutable), and C3/C4 run every ``_FLUSH_SOURCES`` sources: a catch-up holds few at a
+time.
 """
 
 from __future__ import annotations
@@ -50,6 +60,8 @@ _FORMATS = {FileFormat.AVRO: "AVRO", FileFormat.JSONL_GZ: "NEWLINE_DELIMITED_JSO
 _DELETE_CHUNK = 10_000
 #: Sources of loaded manifests held before their fresh rows are deleted and their markers written (C3, C4).
 _FLUSH_SOURCES = 10 * _DELETE_CHUNK
+#: Sources of loaded manifests of complete hours held for the fresh path's F4 until handed over (beyond one manifest).
+_HANDOVER_SOURCES = _FLUSH_SOURCES
 #: The front-end accepts event times up to 7 days old (``event_time_past_s``); their partitions commit after the
 #: finalizer's lateness, and a spool replay may deliver them later still: 7 days + 1 day of margin.
 DEFAULT_BACKFILL = dt.timedelta(hours=192)
@@ -71,11 +83,15 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """What is remembered of one known manifest: its ``.loaded`` marker, and its sources while its day is in the
-    fresh window (``()`` otherwise). Files and the rest are read again to load it."""
+    """What is remembered of one known manifest: its ``.loaded`` marker, its partition's UTC hour, and its sources
+    while the fresh path can use them (``()`` otherwise: module docstring). ``unread``: loaded, of a complete hour of
+    the fresh window, and its sources still to be read and handed over. Files and the rest are read again to load it.
+    """
 
     marker: str
+    hour: int
     sources: tuple[str, ...] = ()
+    unread: bool = False
 
 
 @dataclass(slots=True)
@@ -83,7 +99,7 @@ class _Day:
     """What the passes learned of one category's UTC day; forgotten as a whole when the day leaves the backfill
     window."""
 
-    fresh: bool  # in the fresh window: every entry carries its sources
+    fresh: bool  # in the fresh window: entries carry their sources while the fresh path can use them
     markers_listed: bool = False
     manifests: dict[str, _Entry] = field(default_factory=dict)  # manifest name -> entry
     done: set[str] = field(default_factory=set)  # ``.loaded`` markers
@@ -97,6 +113,10 @@ class CommittedLoader:
     ``lookback``: the window every pass lists. ``backfill`` (>= ``lookback`` and >= ``fresh_horizon``, else
     ``ValueError``): the window the first pass and then one pass every ``backfill_interval`` list, and the one whose
     manifests are remembered. ``fresh_horizon``: the fresh path's horizon; sources are kept for its days only.
+
+    Protocol with the fresh path, once a pass: ``run``; then the fresh pass with ``committed_sources``,
+    ``done_sources`` and ``complete_hours`` (all three: ``committed_sources`` names no complete hour's objects once
+    handed over); then ``handed_over(done_sources)`` if it finished. Without ``handed_over`` nothing is dropped.
     """
 
     def __init__(
@@ -141,7 +161,9 @@ class CommittedLoader:
     @property
     def committed_sources(self) -> frozenset[str]:
         """Staging objects of the fresh window's days consumed by a known manifest: the fresh path leaves these
-        alone. Complete for every day the fresh path lists (the window's first day only moves forward)."""
+        alone. Complete for every hour the fresh path lists, i.e. every hour of the fresh window's days that is not
+        in ``complete_hours`` (the window's first day only moves forward, and an hour only ever becomes complete).
+        Of a complete hour, only the names of loaded manifests not yet ``handed_over``."""
         if self._committed_cache is None:
             entries = (e for d in self._days.values() for e in d.manifests.values())
             self._committed_cache = frozenset(s for e in entries for s in e.sources)
@@ -149,7 +171,9 @@ class CommittedLoader:
 
     @property
     def done_sources(self) -> frozenset[str]:
-        """The ``committed_sources`` whose manifest is loaded and whose fresh rows are deleted."""
+        """The ``committed_sources`` whose manifest is loaded and whose fresh rows are deleted. Each loaded manifest of
+        the fresh window is in it at least once before ``handed_over`` drops it (that of an open hour until the hour
+        completes): F4 accumulates what it saw (fresh.py)."""
         if self._done_cache is None:
             self._done_cache = frozenset(
                 s for d in self._days.values() for e in d.manifests.values() if e.marker in d.done for s in e.sources
@@ -163,6 +187,16 @@ class CommittedLoader:
             self._complete_cache = {k: frozenset(d.complete) for k, d in self._days.items() if d.complete}
         return self._complete_cache
 
+    def handed_over(self, done: frozenset[str]) -> None:
+        """The fresh path finished a pass with ``done`` (a ``done_sources``): drop the names of every loaded manifest
+        of a complete hour that it held. They exclude nothing (F2 does not list complete hours), and F4 keeps what it
+        saw. A manifest of an open hour keeps its names until its hour completes."""
+        for d in self._days.values():
+            for n, e in d.manifests.items():
+                if e.sources and e.hour in d.complete and e.marker in d.done and all(s in done for s in e.sources):
+                    d.manifests[n] = replace(e, sources=())
+                    self._changed()
+
     def _changed(self) -> None:
         self._committed_cache = self._done_cache = self._complete_cache = None
 
@@ -175,7 +209,7 @@ class CommittedLoader:
             self._changed()
         for (_, day), known in self._days.items():
             if known.fresh and day < fresh_from:
-                known.manifests = {n: replace(e, sources=()) for n, e in known.manifests.items()}
+                known.manifests = {n: replace(e, sources=(), unread=False) for n, e in known.manifests.items()}
             elif not known.fresh and day >= fresh_from:  # the clock stepped back: read the day's manifests again
                 known.manifests.clear()
             else:
@@ -183,7 +217,7 @@ class CommittedLoader:
             known.fresh = day >= fresh_from
             self._changed()
 
-    def _discover(self) -> list[tuple[str, _Entry, _Day]]:
+    def _discover(self) -> list[tuple[str, _Day]]:
         now = self._clock()
         wide = self._last_backfill is None or not dt.timedelta(0) <= now - self._last_backfill < self._backfill_interval
         self._age(now)
@@ -200,29 +234,35 @@ class CommittedLoader:
                 for info in self._store.list(f"{self._layout.logs_prefix}/{c.name}/{day:%Y/%m/%d}/"):
                     if (hour := success_hour(info.name, self._layout)) is not None and hour not in known.complete:
                         known.complete.add(hour)
+                        for n, e in known.manifests.items():  # F2 no longer lists the hour: keep loaded ones' only
+                            if e.hour == hour and e.sources and e.marker not in known.done:
+                                known.manifests[n] = replace(e, sources=())
                         self._changed()
-                    elif info.name not in known.manifests and (entry := self._entry(info.name, known.fresh)):
+                    elif info.name not in known.manifests and (entry := self._entry(info.name, known)):
                         known.manifests[info.name] = entry
                         self._changed()
         if wide:  # only once the whole window is listed: a store error retries the backfill next pass
             self._last_backfill = now
         todo = [
-            (n, e, d)
+            (n, d)
             for d in self._days.values()
             for n, e in d.manifests.items()
             if e.marker not in d.done and n not in d.failed
         ]
         return sorted(todo, key=lambda t: t[0])
 
-    def _entry(self, name: str, with_sources: bool) -> _Entry | None:
-        """The entry of manifest object ``name``; None if it is no manifest or (read for its sources) unreadable."""
+    def _entry(self, name: str, day: _Day) -> _Entry | None:
+        """The entry of manifest object ``name`` of ``day``; None if it is no manifest or (read for its sources)
+        unreadable. Read only for an open hour of the fresh window; one of a complete hour is read when it is loaded,
+        or, already loaded, when its names are handed over (``_read_unread``)."""
         p, generation = parse_partition_dir(name, self._layout.logs_prefix), manifest_generation(name)
         if p is None or generation is None:
             return None
-        if not with_sources:
-            return _Entry(names.committed_marker(p, generation))
+        marker, hour = names.committed_marker(p, generation), p.hour.hour
+        if not day.fresh or hour in day.complete:
+            return _Entry(marker, hour, unread=day.fresh and marker in day.done)
         m = self._read(name)
-        return _Entry(names.committed_marker(p, generation), m.sources) if m else None
+        return _Entry(marker, hour, m.sources) if m else None
 
     def _read(self, name: str) -> Manifest | None:
         try:
@@ -235,9 +275,9 @@ class CommittedLoader:
         """One pass (C1-C4). Returns how many manifests it finished. Raises only on object-store errors."""
         todo = self._discover()
         by_name = {c.name: c for c in self._categories}
-        loaded: list[tuple[Manifest, str, _Day]] = []  # loaded, waiting for C3/C4: bounded by _FLUSH_SOURCES
+        loaded: list[tuple[str, Manifest, _Day]] = []  # loaded, waiting for C3/C4: bounded by _FLUSH_SOURCES
         finished = pending = held = 0
-        for name, entry, day in todo:
+        for name, day in todo:
             m = self._read(name)
             if m is None:
                 del day.manifests[name]  # the next scan lists it again (and logs again)
@@ -263,7 +303,7 @@ class CommittedLoader:
                     day.failed.add(name)
                     continue
             self._crash.point("bq.commit.after_load")
-            loaded.append((m, entry.marker, day))
+            loaded.append((name, m, day))
             held += len(m.sources)
             if held >= _FLUSH_SOURCES:
                 ok = self._finish(loaded)
@@ -273,20 +313,43 @@ class CommittedLoader:
         self._metrics.pending.labels("commit").set(pending)
         if loaded and self._finish(loaded):
             finished += len(loaded)
+        self._read_unread()
         return finished
 
-    def _finish(self, loaded: list[tuple[Manifest, str, _Day]]) -> bool:
+    def _handover_room(self) -> int:
+        """How many more names of loaded manifests of complete hours may be held for the fresh path."""
+        held = sum(len(e.sources) for d in self._days.values() for e in d.manifests.values() if e.hour in d.complete)
+        return _HANDOVER_SOURCES - held
+
+    def _read_unread(self) -> None:
+        """Read the names of loaded manifests of complete hours not handed over yet (found loaded, or beyond the room
+        when loaded), newest first, while there is room: what ``done_sources`` lacks for F4."""
+        room = self._handover_room()
+        unread = [(k[1], e.hour, n, d) for k, d in self._days.items() for n, e in d.manifests.items() if e.unread]
+        for _, _, name, day in sorted(unread, reverse=True, key=lambda t: t[:3]):
+            if room <= 0:
+                break
+            m = self._read(name)  # None (logged): nothing to hand over
+            day.manifests[name] = replace(day.manifests[name], sources=m.sources if m else (), unread=False)
+            room -= len(m.sources) if m else 0
+            self._changed()
+
+    def _finish(self, loaded: list[tuple[str, Manifest, _Day]]) -> bool:
         """C3 and C4 for ``loaded``. False if the delete failed: the next pass loads them again (409) and retries."""
         try:
-            self._delete_fresh(sorted({s for m, _, _ in loaded for s in m.sources}))
+            self._delete_fresh(sorted({s for _, m, _ in loaded for s in m.sources}))
         except Exception as exc:
             log.warning("deleting committed fresh rows failed, retrying next pass: %r", exc)
             return False
         self._crash.point("bq.commit.after_delete")
-        now = self._clock()
-        for m, marker, day in loaded:
-            self._store.create_if_absent(marker, b"", content_type="text/plain")
-            day.done.add(marker)
+        now, room = self._clock(), self._handover_room()
+        for name, m, day in loaded:
+            entry = day.manifests[name]
+            self._store.create_if_absent(entry.marker, b"", content_type="text/plain")
+            day.done.add(entry.marker)
+            if day.fresh and entry.hour in day.complete and not entry.sources:  # its names, for F4: hand them over
+                day.manifests[name] = replace(entry, sources=m.sources) if room > 0 else replace(entry, unread=True)
+                room -= len(m.sources)
             self._changed()
             created = dt.datetime.fromisoformat(m.created.replace("Z", "+00:00"))
             self._metrics.commit_latency.observe(max(0.0, (now - created).total_seconds()))

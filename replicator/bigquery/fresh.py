@@ -22,16 +22,19 @@ after any step is finished by the next pass (of this worker or another):
       costs one load job per slot however many workers run.
   F3. Write the batch record (create-if-absent), convert any object not converted yet, load all the batch's files
       with ONE job into the tier table (job id from the batch id), then write the ``.loaded`` marker.
-  F4. Delete the objects of batches whose staging objects are all committed and loaded (their rows were deleted
-      from the fresh table by the committed path).
+  F4. Delete the objects (Avro files, record, marker) of loaded batches whose staging objects are all committed and
+      loaded (their rows were deleted from the fresh table by the committed path): each has been in a
+      ``done_sources``. A batch remembers which of its objects it has not seen there yet (``_Batch.waiting``), so
+      the committed path hands each loaded manifest's names over once and then drops those of complete hours.
 If two workers still cut different batches (one saw a manifest or a ``_SUCCESS`` the other did not yet), the fresh
 table holds an event twice, and the view's QUALIFY shows it once. Correctness never depends on the batching or on
 what F2 lists; only cost and latency do. An envelope landing late into a complete hour is left to the committed path
 (its delta generation, committed by the next finalizer pass): the freshness contract for late data.
 
-Memory (G4): the committed path knows the sources of the days F2 lists only (committed.py). A batch whose objects
-all lie in earlier days is not loaded by F1 and is forgotten by F4, leaving its files to the lifecycle rule on
-``bq/fresh/``: its rows would never show (event_time before the view's horizon), and F4 could never clean it.
+Memory (G4): the committed path keeps the sources of the hours F2 lists (not known complete) of the days it lists,
+plus those of loaded manifests until handed over once (committed.py). A batch whose objects all lie in earlier days
+is not loaded by F1 and is forgotten by F4, leaving its files to the lifecycle rule on ``bq/fresh/``: its rows would
+never show (event_time before the view's horizon), and F4 could never clean it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from replicator.bigquery import names
 from replicator.bigquery.committed import Target
@@ -71,10 +74,12 @@ class BatchLimits:
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    """A known batch: its staging objects, and the newest UTC day of their partitions (``date.max`` if unknown)."""
+    """A known batch: its staging objects, the newest UTC day of their partitions (``date.max`` if unknown), and
+    those not seen in a ``done_sources`` yet (at first the same tuple as ``sources``: no copy)."""
 
     sources: tuple[str, ...]
     newest: dt.date
+    waiting: tuple[str, ...]
 
 
 class FreshLoader:
@@ -127,14 +132,16 @@ class FreshLoader:
     def _batch(self, sources: Iterable[str]) -> _Batch:
         srcs, prefix = tuple(sources), self._layout.staging_prefix
         days = (p.hour.date() if (p := parse_partition_dir(s, prefix)) else dt.date.max for s in srcs)
-        return _Batch(srcs, max(days, default=dt.date.max))
+        return _Batch(srcs, max(days, default=dt.date.max), srcs)
 
     def run(
         self, committed_sources: frozenset[str], done_sources: frozenset[str], complete: CompleteHours = NONE_COMPLETE
     ) -> int:
-        """One pass (F1-F4). ``complete``: the hours known complete, whose staging objects F2 does not list. Returns
-        the number of events converted and loaded by this pass (rows of files an earlier pass wrote are not counted).
-        Raises only on object-store errors."""
+        """One pass (F1-F4). ``complete``: the hours known complete, whose staging objects F2 does not list; it must
+        come with ``committed_sources`` (which need not name their objects). ``done_sources``: staging objects whose
+        manifest is loaded; F4 remembers, per batch, which it saw, so a name need only be in one finished pass's
+        (``CommittedLoader.handed_over``). Returns the number of events converted and loaded by this pass (rows of
+        files an earlier pass wrote are not counted). Raises only on object-store errors."""
         if not self._started:
             self._recover()
         oldest, events = first_day(self._clock(), self._horizon), 0
@@ -238,7 +245,8 @@ class FreshLoader:
     def convert(self, committed_sources: frozenset[str], complete: CompleteHours = NONE_COMPLETE) -> int:
         """Convert the new staging objects of the current and the previous hour, unless complete (F2 skips those),
         ahead of their pass (cheap to call every few seconds: at most two listings per category, each from the
-        lookback's start offset when there is one: module docstring). Returns the number of objects converted."""
+        lookback's start offset when there is one: module docstring). ``complete`` must come with
+        ``committed_sources``, as for ``run``. Returns the number of objects converted."""
         now = self._clock()
         since = "" if self._convert_lookback is None else uuid7_lower_bound(now - self._convert_lookback)
         batched = {s for b in self._batches.values() for s in b.sources}
@@ -256,11 +264,16 @@ class FreshLoader:
     def _cleanup(
         self, committed: frozenset[str], done: frozenset[str], oldest: dt.date, complete: CompleteHours
     ) -> None:
-        """F4. Also forgets (G4) the batches of days before ``oldest`` (module docstring), and the objects converted
-        ahead that a commit consumed, or whose hour completed, before any batch took them: no batch ever will. Both
-        leave their files to the lifecycle rule on ``bq/fresh/`` (another loader's pending batch may hold them)."""
+        """F4: a batch is cleaned once it is loaded and every one of its objects has been in a ``done`` (loaded
+        manifests only ever stay loaded). Every batch notes what it sees, loaded or not: the committed path drops a
+        name once a pass has seen it. Also forgets (G4) the batches of days before ``oldest`` (module docstring), and
+        the objects converted ahead that a commit consumed, or whose hour completed, before any batch took them: no
+        batch ever will. Both leave their files to the lifecycle rule on ``bq/fresh/`` (another loader's pending
+        batch may hold them)."""
         for bid, batch in list(self._batches.items()):
-            cleaned = bid in self._loaded and all(s in done for s in batch.sources)
+            if any(s in done for s in batch.waiting):
+                batch = self._batches[bid] = replace(batch, waiting=tuple(s for s in batch.waiting if s not in done))
+            cleaned = bid in self._loaded and not batch.waiting
             if not cleaned and batch.newest >= oldest:
                 continue
             for src in batch.sources:

@@ -58,7 +58,8 @@ class LoaderConfig(BaseModel):
             a backlog older than this) is converted by the pass instead: later, never lost (fresh.py).
         horizon_hours: Fresh rows older than this are not shown by the views (committed rows always are). The
             staging objects of its days are all the fresh path lists (of hours without ``_SUCCESS`` only), so only
-            their manifests' sources are kept.
+            the sources of their manifests of such hours are kept, and those of loaded manifests until the fresh
+            pass has seen them once.
         lookback_hours: How far back every committed pass looks for manifests not yet loaded (cheap: a few days).
         backfill_hours: How far back the first committed pass, and then one every ``backfill_interval_seconds``,
             looks: late data commits delta manifests into old partitions (event times up to 7 days old are
@@ -197,7 +198,9 @@ class Loader:
         manifests = events = 0
         for committed, fresh in self._passes:
             manifests += committed.run()
-            events += fresh.run(committed.committed_sources, committed.done_sources, committed.complete_hours)
+            done = committed.done_sources
+            events += fresh.run(committed.committed_sources, done, committed.complete_hours)
+            committed.handed_over(done)  # F4 noted them: keep the open hours' names only (committed.py, "Memory")
         return manifests, events
 
 

@@ -255,10 +255,14 @@ class MarkerlessStore(MemoryStore):
         return Created(True, "", 0) if name.startswith("bq/") else super().create_if_absent(name, data, metadata)
 
 
-def remembered_bytes(manifests: int, sources: int, *, days_old: int, done: bool) -> tuple[float, float]:
+def remembered_bytes(
+    manifests: int, sources: int, *, days_old: int, done: bool, complete: bool = False
+) -> tuple[float, float]:
     """(retained, peak) bytes per manifest over one pass of a fresh loader process, for ``manifests`` synthetic
     manifests of ``sources`` sources each in the partitions of one UTC day ``days_old`` days before NOW.
-    ``done``: their ``.loaded`` markers exist (a restart), else the pass loads them all (a catch-up)."""
+    ``done``: their ``.loaded`` markers exist (a restart), else the pass loads them all (a catch-up). ``complete``:
+    their hours have ``_SUCCESS``, and each pass is followed by the fresh pass's ``handed_over`` (as in
+    ``Loader.run_once``), passes running until every loaded manifest's names were handed over."""
     store, layout = MarkerlessStore(clock=lambda: NOW), Layout()
     day = (NOW - dt.timedelta(days=days_old)).replace(hour=0, minute=0)
     for i in range(manifests):
@@ -267,6 +271,8 @@ def remembered_bytes(manifests: int, sources: int, *, days_old: int, done: bool)
         files = (DataFile(layout.data_file(p, gen, "t", 0, AVRO), 1, 1, "A"),)
         m = Manifest("ads_click", p.hour, gen, uuid.uuid4().hex[:16], files, sources, None, None, srcs, CREATED, "b")
         store.create_if_absent(layout.manifest(p, gen), m.to_json())
+        if complete:
+            store.create_if_absent(layout.success_marker(p), b"")
         if done:
             MemoryStore.create_if_absent(store, names.committed_marker(p, gen), b"")
     loader = CommittedLoader(
@@ -277,7 +283,13 @@ def remembered_bytes(manifests: int, sources: int, *, days_old: int, done: bool)
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     assert loader.run() == (0 if done else manifests)
-    _ = loader.committed_sources, loader.done_sources  # built every pass by the fresh path
+    _ = loader.committed_sources, loader.done_sources  # built every pass by the fresh path (and cached)
+    del _
+    while complete:
+        loader.handed_over(loader.done_sources)
+        if not any(e.unread for d in loader._days.values() for e in d.manifests.values()):
+            break
+        assert loader.run() == 0
     gc.collect()
     retained, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -290,9 +302,16 @@ def test_a_manifest_before_the_fresh_window_costs_a_few_hundred_bytes(done: bool
     assert retained < 1_000, f"{retained:.0f} B per manifest of 100 sources"
 
 
+@pytest.mark.parametrize("done", [True, False])
+def test_a_handed_over_manifest_of_a_complete_hour_in_the_fresh_window_costs_a_few_hundred_bytes(done: bool) -> None:
+    retained, _ = remembered_bytes(240, 100, days_old=1, done=done, complete=True)
+    assert retained < 1_000, f"{retained:.0f} B per manifest of 100 sources"
+
+
 if __name__ == "__main__":
-    for days_old, label in ((4, "before the fresh window"), (0, "in the fresh window")):
+    cases = ((4, False, "before the fresh window"), (1, True, "in the fresh window, complete hours, handed over"))
+    for days_old, complete, label in (*cases, (0, False, "in the fresh window, open hours")):
         for done in (True, False):
-            r, pk = remembered_bytes(10_000, 100, days_old=days_old, done=done)
+            r, pk = remembered_bytes(10_000, 100, days_old=days_old, done=done, complete=complete)
             case = "restart (loaded before)" if done else "catch-up (loaded by the pass)"
             print(f"10,000 manifests x 100 sources, {label}, {case}: retained {r:,.0f} B, peak {pk:,.0f} B each")
