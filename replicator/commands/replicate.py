@@ -36,7 +36,8 @@ def replicate(
         float | None,
         typer.Option(
             help="Seconds the watermark remembers the publish times of started messages, so a draining backlog or "
-            "a nacked message keeps its hour open (default 120; 0 = only messages held now)."
+            "a nacked message keeps its hour open; also how long a just-started worker that has received nothing "
+            "waits before closing any hour (default 120; 0 = only messages held now, no wait)."
         ),
     ] = None,
     finalize_interval: Annotated[
