@@ -200,7 +200,7 @@ class Loader:
             manifests += committed.run()
             done = committed.done_sources
             events += fresh.run(committed.committed_sources, done, committed.complete_hours)
-            committed.handed_over(done)  # F4 noted them: keep the open hours' names only (committed.py, "Memory")
+            committed.handed_over(done)  # F4 noted them: keep the open hours' names only (known.py, "Memory")
         return manifests, events
 
 

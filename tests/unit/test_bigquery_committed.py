@@ -234,14 +234,14 @@ def test_days_older_than_the_backfill_window_are_forgotten_and_never_listed_agai
     assert loader.run() == 0 and len(runner.specs) == 2, "NOW's manifest is remembered (without its sources)"
     assert f"{NOW:%Y/%m/%d}/" in logs_days_listed(store)
     assert loader.committed_sources == loader.done_sources == frozenset(), "NOW's day left the fresh window"
-    assert min(day for _, day in loader._days) == (clock.now - loader.backfill).date()
+    assert min(day for _, day in loader._known._days) == (clock.now - loader.backfill).date()
     assert f"{OLD:%Y/%m/%d}/" not in logs_days_listed(store), "a forgotten day is not listed again: no reload"
 
     clock.now = NOW + dt.timedelta(days=30)
     assert loader.run() == 0 and len(runner.specs) == 2
     assert loader.committed_sources == loader.done_sources == frozenset()
     window = list(days_between(clock.now - loader.backfill, clock.now + dt.timedelta(hours=1)))
-    assert len(window) == 9 and len(loader._days) == len(CAT.categories_in("core")) * len(window), "bounded"
+    assert len(window) == 9 and len(loader._known._days) == len(CAT.categories_in("core")) * len(window), "bounded"
 
 
 @pytest.mark.parametrize("days_later", [0, 1, 2, 3, 4, 5, 10])

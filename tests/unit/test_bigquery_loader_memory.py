@@ -287,7 +287,7 @@ def remembered_bytes(
     del _
     while complete:
         loader.handed_over(loader.done_sources)
-        if not any(e.unread for d in loader._days.values() for e in d.manifests.values()):
+        if not any(e.unread for d in loader._known._days.values() for e in d.manifests.values()):
             break
         assert loader.run() == 0
     gc.collect()

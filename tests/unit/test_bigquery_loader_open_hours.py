@@ -1,6 +1,6 @@
 """The loader keeps the source names of the hours the fresh path still lists only (G4): once an hour is complete
 (``_SUCCESS``) and its manifests are loaded, their names are handed to the fresh pass once (``done_sources``), whose
-batches note what they saw, and then dropped (committed.py, "Memory"). F4 still cleans the batches of hours that
+batches note what they saw, and then dropped (known.py, "Memory"). F4 still cleans the batches of hours that
 completed, never a batch before it is loaded and every one of its objects is committed and loaded, and a restarted
 loader hands over the names of manifests loaded before it started a bounded number at a time, newest first."""
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from replicator.bigquery import committed as committed_module
+from replicator.bigquery import known as known_module
 from replicator.bigquery import names
 from replicator.bigquery.committed import CommittedLoader
 from replicator.bigquery.fresh import FreshLoader
@@ -183,7 +183,7 @@ def test_a_restarted_loader_hands_over_manifests_loaded_before_it_started_bounde
     """A loader died with loaded batches of three hours not cleaned; the hours completed and another loader's
     committed path loaded them. The restarted loader reads those manifests again for F4, one a pass here (the room,
     ``_HANDOVER_SOURCES``, is one name, and a manifest is never split), newest hour first."""
-    monkeypatch.setattr(committed_module, "_HANDOVER_SOURCES", 1)
+    monkeypatch.setattr(known_module, "_HANDOVER_SOURCES", 1)
     w = world(0)
     hours = [OPEN - dt.timedelta(hours=back) for back in (3, 2, 1)]
     dead = w.loader()
