@@ -132,6 +132,7 @@ class MessageHandler:
         self._receive_window = receive_window
         self._recent: deque[tuple[int, dt.datetime]] = deque()  # (clock second, oldest publish time started in it)
         self._started_any = False
+        self._oldest_dropped: dt.datetime | None = None
         self._lock = threading.Lock()
 
     def oldest_held(self) -> dt.datetime | None:
@@ -177,9 +178,18 @@ class MessageHandler:
             self._held[id(message)] = message.publish_time or self._clock()
 
     def dropped(self, message: Any) -> None:
-        """The scheduler dropped ``message`` unstarted (the client nacks it): no longer held."""
+        """The scheduler dropped ``message`` unstarted (at shutdown; the client nacks it): no longer held, but its
+        publish time is kept for ``oldest_dropped``."""
         with self._lock:
-            self._held.pop(id(message), None)
+            published = self._held.pop(id(message), None) or message.publish_time or self._clock()
+            if self._oldest_dropped is None or published < self._oldest_dropped:
+                self._oldest_dropped = published
+
+    def oldest_dropped(self) -> dt.datetime | None:
+        """Oldest publish time among the messages the scheduler dropped unstarted, or None. A stopping worker's last
+        heartbeat holds it, so the other workers wait for the nacked messages' redelivery (worker.py, ``stop``)."""
+        with self._lock:
+            return self._oldest_dropped
 
     def __call__(self, message: Any) -> None:
         key = id(message)

@@ -101,6 +101,7 @@ class Worker:
         self._tier_of = {c.name: t for t in tiers for c in catalog.categories_in(t)}
         self._published = False  # a heartbeat was written at least once (so there is one to withdraw)
         self._pulling_since: dt.datetime | None = None  # set by start()
+        self._handler_of: dict[str, MessageHandler] = {}  # tier -> its subscription's handler, set by start()
 
     # --- watermark -----------------------------------------------------------------------------------------------
     def watermark(self) -> dt.datetime:
@@ -116,9 +117,10 @@ class Worker:
         False when the other workers' heartbeats cannot be listed (closing can wait; an early ``_SUCCESS`` cannot be
         taken back)."""
         deadline = p.end + self._cfg.lateness
-        if self.watermark() < deadline or self._unheard():
+        tier = self._tier_of.get(p.category, "")
+        if self.watermark() < deadline or self._unheard(tier):
             return False
-        shared = self._shared.get(self._tier_of.get(p.category, ""))
+        shared = self._shared.get(tier)
         if shared is None:
             return True
         try:
@@ -131,11 +133,13 @@ class Worker:
             return False
         return True
 
-    def _unheard(self) -> bool:
-        """True while this worker has pulled for less than ``receive_window`` and started no message yet: it cannot
-        tell an empty subscription from a backlog (or a dead worker's messages) not delivered yet, so it closes
-        nothing (docs/design.md, "Watermark"). Always False for a worker that was never started."""
-        if self._pulling_since is None or any(h.started_any for h in self._handlers):
+    def _unheard(self, tier: str) -> bool:
+        """True while this worker has pulled ``tier``'s subscription for less than ``receive_window`` and started no
+        message of it yet: it cannot tell an empty subscription from a backlog (or a dead worker's messages) not
+        delivered yet, so it closes none of the tier's partitions (docs/design.md, "Watermark"). Per tier: another
+        tier's first message says nothing about this one's backlog. Always False for a worker never started."""
+        handler = self._handler_of.get(tier)
+        if self._pulling_since is None or handler is None or handler.started_any:
             return False
         return (self._clock() - self._pulling_since).total_seconds() < self._cfg.receive_window_seconds
 
@@ -185,6 +189,7 @@ class Worker:
                 receive_window=self._cfg.receive_window_seconds,
             )
             self._handlers.append(handler)
+            self._handler_of[tier] = handler
             executor = prestarted(self._cfg.threads, f"land-{tier}")
             # await_callbacks_on_shutdown: on cancel, running callbacks finish (and their acks are sent, the
             # dispatcher is stopped only after them); queued ones are nacked by the client.
@@ -255,13 +260,25 @@ class Worker:
             log.warning("abandoning %d in-flight messages (unacked; Pub/Sub will redeliver them)", left)
         for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        if self._published and not left:
-            # Nothing held any more: the other workers need not wait for this one's heartbeat to go stale. Best
-            # effort and bounded (a store outage must not hold the exit; the heartbeat then goes stale by itself).
-            t = threading.Thread(target=self._withdraw, name="withdraw", daemon=True)
+        dropped = min((d for h in self._handlers if (d := h.oldest_dropped()) is not None), default=None)
+        if self._published:
+            # Nothing held and nothing dropped: the other workers need not wait for this one's heartbeat to go stale.
+            # Otherwise a last heartbeat holds the abandoned and the dropped (nacked) messages' publish times until it
+            # goes stale, by when Pub/Sub has redelivered them to the others. Best effort and bounded (a store outage
+            # must not hold the exit; the last periodic heartbeat then goes stale by itself).
+            last = (lambda: self._publish_last(dropped)) if left or dropped else self._withdraw
+            t = threading.Thread(target=last, name="withdraw", daemon=True)
             t.start()
             t.join(timeout=_WITHDRAW_WAIT_S)
         log.info("replicator stopped")
+
+    def _publish_last(self, dropped: dt.datetime | None) -> None:
+        w = self.watermark() if dropped is None else min(self.watermark(), dropped)
+        for tier, shared in self._shared.items():
+            try:
+                shared.publish(w)
+            except Exception as exc:
+                log.info("publishing the last watermark of tier %s failed (the old one goes stale): %r", tier, exc)
 
     def _withdraw(self) -> None:
         for shared in self._shared.values():

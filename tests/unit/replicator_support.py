@@ -62,6 +62,9 @@ class HeldHandler:
     def oldest_recent(self) -> dt.datetime | None:
         return None
 
+    def oldest_dropped(self) -> dt.datetime | None:
+        return None
+
 
 def offline_worker(
     settings: Any, store: Any = None, clock: Callable[[], dt.datetime] | None = None, tiers: tuple[str, ...] = ("core",)

@@ -7,6 +7,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -107,7 +108,7 @@ def test_a_started_worker_closes_nothing_until_it_started_a_message_or_pulled_fo
     store, metrics = MemoryStore(), Metrics()
     h = MessageHandler(Lander(store, ["ads_click"], metrics), FakeDeadLetter(), metrics, clock=lambda: clock[0],
                        receive_window=120)  # fmt: skip
-    w._handlers = [h]
+    w._handlers, w._handler_of = [h], {"core": h}
     w._pulling_since = NOW  # what start() records
     assert not w.closable(p)
     clock[0] += dt.timedelta(seconds=119)
@@ -122,5 +123,52 @@ def test_a_started_worker_closes_nothing_until_it_started_a_message_or_pulled_fo
 
 def test_the_startup_guard_is_off_with_a_zero_receive_window() -> None:
     w = offline_worker(ReplicatorConfig(project="p", bucket="bkt", receive_window_seconds=0), clock=lambda: NOW)
-    w._pulling_since = NOW
+    h = MessageHandler(Lander(MemoryStore(), ["ads_click"], Metrics()), FakeDeadLetter(), Metrics(), clock=lambda: NOW)
+    w._handlers, w._handler_of, w._pulling_since = [h], {"core": h}, NOW
     assert w.closable(Partition("ads_click", H))
+
+
+def test_the_startup_guard_is_per_tier() -> None:
+    """One worker pulls both tiers; a first message on ``core`` says nothing about ``bulk``'s undelivered backlog."""
+    cfg = ReplicatorConfig(project="p", bucket="bkt", receive_window_seconds=120)
+    w = offline_worker(cfg, clock=lambda: NOW, tiers=("core", "bulk"))
+    handlers = {
+        tier: MessageHandler(
+            Lander(MemoryStore(), cats, Metrics()), FakeDeadLetter(), Metrics(), clock=lambda: NOW, receive_window=120
+        )
+        for tier, cats in (("core", ["ads_click"]), ("bulk", ["app_log"]))
+    }
+    w._handlers, w._handler_of, w._pulling_since = list(handlers.values()), handlers, NOW
+    handlers["core"](_message("fresh", NOW))
+    assert w.closable(Partition("ads_click", H))
+    assert not w.closable(Partition("app_log", H)), "bulk has delivered nothing yet"
+
+
+def _stopping_worker(store: MemoryStore, writer: str, h: MessageHandler) -> Any:
+    cfg = ReplicatorConfig(project="p", bucket="bkt", writer=writer, receive_window_seconds=120, drain_timeout=1)
+    w = offline_worker(cfg, store, clock=lambda: NOW)
+    w._handlers, w._handler_of = [h], {"core": h}
+    return w
+
+
+@pytest.mark.parametrize("queued_at_stop", [True, False])
+def test_a_worker_stopping_with_dropped_messages_leaves_a_heartbeat_that_holds_them(queued_at_stop: bool) -> None:
+    """SIGTERM drops (nacks) the queued messages. Until Pub/Sub redelivers them, the other workers must not close
+    their hour: the stopping worker's last heartbeat holds their publish time instead of being withdrawn."""
+    store = MemoryStore()
+    gated, h, sched = _setup()
+    a = _stopping_worker(store, "host-a:1", h)
+    a.publish_watermarks()
+    sched.schedule(h, _message("running", NOW))
+    assert gated.entered.wait(5)
+    if queued_at_stop:
+        sched.schedule(h, _message("queued", H + dt.timedelta(minutes=59)))  # 13:00's, published before 14:10
+    releaser = threading.Timer(0.2, gated.gate.set)
+    releaser.start()
+    sched.shutdown(await_msg_callbacks=True)  # what cancelling the streaming pull does
+    releaser.join()
+    a.stop()
+    other = MessageHandler(Lander(MemoryStore(), ["ads_click"], Metrics()), FakeDeadLetter(), Metrics(),
+                           clock=lambda: NOW)  # fmt: skip
+    b = _stopping_worker(store, "host-b:2", other)
+    assert b.closable(Partition("ads_click", H)) is not queued_at_stop
