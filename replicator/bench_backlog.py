@@ -217,8 +217,10 @@ class CpuMeter:
     """CPU seconds each named process tree spends over a ``with`` block, plus the JIT compiler threads' share of
     the ``jit_of`` tree (the Pub/Sub emulator is a JVM): ``ms_per(n)`` gives them in milliseconds per message."""
 
-    def __init__(self, pids: dict[str, int], jit_of: int | None = None) -> None:
-        self._pids, self._jit_of = pids, jit_of
+    def __init__(self, pids: dict[str, int], jit_of: int | None = None, since: dict[str, float] | None = None) -> None:
+        """``since``: per name, the CPU seconds to count from instead of the reading at ``__enter__`` (a process that
+        reported its own CPU at the moment its measured work began)."""
+        self._pids, self._jit_of, self._since = pids, jit_of, since or {}
         self._start: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
 
@@ -229,7 +231,7 @@ class CpuMeter:
         return now
 
     def __enter__(self) -> CpuMeter:
-        self._start = self._now()
+        self._start = {**self._now(), **self._since}
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -232,7 +232,9 @@ def run_bench(
                     time.sleep(0.05)
                 start = time.monotonic()
                 progress: list[tuple[float, float]] = []
-                with CpuMeter(landing_cpu, jit_of=emu.pubsub_pid) as cpu:
+                opened = re.search(rb"replicator opening pulls cpu_seconds=([0-9.]+)", log.read_bytes())
+                since = {"worker": float(opened.group(1))} if opened else None  # its pulls deliver before "ready"
+                with CpuMeter(landing_cpu, jit_of=emu.pubsub_pid, since=since) as cpu:
                     while (acked := _metric(port, "logpipe_replicator_messages_acked_total")) < msgs:
                         progress.append((time.monotonic() - start, acked))
                         if proc.poll() is not None:

@@ -61,6 +61,21 @@ def test_cpu_meter_counts_a_child_tree_and_leaves_out_the_callers_children(tmp_p
         child.communicate(b"", timeout=30)
 
 
+def test_cpu_meter_counts_from_a_reported_start_when_given_one() -> None:
+    """The landing's worker reports its CPU as its pulls open (they deliver before it logs ``ready``): work done
+    before the meter is entered still counts, and the start-up before the report does not."""
+    reported = time.process_time()
+    t = time.process_time()
+    while time.process_time() - t < 0.2:  # work between the report and the meter's start
+        pass
+    with CpuMeter({"me": os.getpid()}, since={"me": reported}) as meter:
+        pass
+    with CpuMeter({"me": os.getpid()}) as plain:
+        pass
+    assert 0.15 <= meter.seconds["me"] < 5
+    assert plain.seconds["me"] < 0.1
+
+
 @pytest.mark.skipif(shutil.which("java") is None or not Path("/proc/self/task").exists(), reason="needs a JVM, Linux")
 def test_jit_cpu_seconds_reads_a_jvms_compiler_threads(tmp_path: Path) -> None:
     # A hot loop makes the JVM's C1/C2 compiler threads work; a dead pid reads None.
