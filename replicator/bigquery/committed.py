@@ -76,6 +76,8 @@ class CommittedLoader:
     Protocol with the fresh path, once a pass: ``run``; then the fresh pass with ``committed_sources``,
     ``done_sources`` and ``complete_hours`` (all three: ``committed_sources`` names no complete hour's objects once
     handed over); then ``handed_over(done_sources)`` if it finished. Without ``handed_over`` nothing is dropped.
+    Then ``read_unread`` with the hours the fresh batches wait on: the names of manifests found loaded (a restart)
+    that the next fresh pass needs.
     """
 
     def __init__(
@@ -156,7 +158,7 @@ class CommittedLoader:
     def _entry(self, name: str, day: Day) -> Entry | None:
         """The entry of manifest object ``name`` of ``day``; None if it is no manifest or (read for its sources)
         unreadable. Read only for an open hour of the fresh window; one of a complete hour is read when it is loaded,
-        or, already loaded, when its names are handed over (``_read_unread``)."""
+        or, already loaded, when its names are handed over (``read_unread``)."""
         p, generation = parse_partition_dir(name, self._layout.logs_prefix), manifest_generation(name)
         if p is None or generation is None:
             return None
@@ -214,16 +216,28 @@ class CommittedLoader:
         self._metrics.pending.labels("commit").set(pending)
         if loaded and self._finish(loaded):
             finished += len(loaded)
-        self._read_unread()
         return finished
 
-    def _read_unread(self) -> None:
+    @property
+    def any_unread(self) -> bool:
+        """Whether a loaded manifest of a complete hour waits for ``read_unread``."""
+        return self._known.any_unread
+
+    def read_unread(self, waiting: frozenset[tuple[str, dt.datetime]] | None = None) -> None:
         """Read the names of loaded manifests of complete hours not handed over yet (found loaded, or beyond the room
-        when loaded), newest first, while there is room: what ``done_sources`` lacks for F4."""
+        when loaded), newest first, while there is room: what ``done_sources`` lacks for F4. ``waiting``: the
+        (category, UTC hour)s some fresh batch waits on (``FreshLoader.waiting_hours``), once the fresh path has
+        recovered its batches; a manifest of any other hour is not read, and never will be (no later batch can wait
+        on a complete hour). None (unknown): every one is read, a bounded number a call."""
         room = self._known.handover_room()
-        for name, day in self._known.unread():
+        for name, day, hour in self._known.unread():
+            if waiting is not None and hour not in waiting:
+                self._known.not_wanted(day, name)
+                continue
             if room <= 0:
-                break
+                if waiting is None:
+                    break
+                continue  # clear the flags of the rest not waited on
             m = self._read(name)  # None (logged): nothing to hand over
             self._known.hold(day, name, m.sources if m else ())
             room -= len(m.sources) if m else 0

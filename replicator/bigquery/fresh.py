@@ -25,7 +25,8 @@ after any step is finished by the next pass (of this worker or another):
   F4. Delete the objects (Avro files, record, marker) of loaded batches whose staging objects are all committed and
       loaded (their rows were deleted from the fresh table by the committed path): each has been in a
       ``done_sources``. A batch remembers which of its objects it has not seen there yet (``_Batch.waiting``), so
-      the committed path hands each loaded manifest's names over once and then drops those of complete hours.
+      the committed path hands each loaded manifest's names over once and then drops those of complete hours; of a
+      manifest found loaded (a restart), only if some batch waits on its hour (``waiting_hours``).
 If two workers still cut different batches (one saw a manifest or a ``_SUCCESS`` the other did not yet), the fresh
 table holds an event twice, and the view's QUALIFY shows it once. Correctness never depends on the batching or on
 what F2 lists; only cost and latency do. An envelope landing late into a complete hour is left to the committed path
@@ -128,6 +129,18 @@ class FreshLoader:
             elif stem.endswith(".loaded"):
                 self._loaded.add(stem[: -len(".loaded")])
         self._started = True
+
+    def waiting_hours(self) -> frozenset[tuple[str, dt.datetime]] | None:
+        """The (category, UTC hour)s of the objects the known batches have not seen in a ``done_sources`` yet; None
+        before the first pass recovered the batches (unknown). Once recovered, no new batch holds an object of an
+        hour known complete (F2 skips them), so a complete hour not in it is never waited on again."""
+        if not self._started:
+            return None
+        prefix, hours = self._layout.staging_prefix, set()
+        for d in {s.rpartition("/")[0] for b in self._batches.values() for s in b.waiting}:
+            if (p := parse_partition_dir(f"{d}/", prefix)) is not None:
+                hours.add((p.category, p.hour))
+        return frozenset(hours)
 
     def _batch(self, sources: Iterable[str]) -> _Batch:
         srcs, prefix = tuple(sources), self._layout.staging_prefix

@@ -10,8 +10,10 @@ fresh_horizon`` on: the staging days the fresh path lists) and only:
   * once the manifest is loaded (``done_sources``), until ``handed_over``: F4 cleans a batch once each of its
     objects has been in a ``done_sources`` (fresh.py), so each loaded manifest's names are handed over once, after
     which only the open hours' stay. They come from the read that loaded it (C2), or, for a manifest found loaded
-    (a restart), from reading it again; at most ``_HANDOVER_SOURCES`` are held for this beyond one manifest, the
-    rest wait for later passes (newest first).
+    (a restart), from reading it again, but only if a fresh batch waits on a name of its (category, hour): only
+    batches recovered by a restarted fresh path, or cut before their hour completed, can; once the fresh path has
+    recovered, a manifest of an hour no batch waits on is never read. At most ``_HANDOVER_SOURCES`` are held for
+    this beyond one manifest, the rest wait for later passes (newest first).
 A manifest of an older day, or of a complete hour and not loaded yet, is not even read until it has to be loaded. C2
 reads the manifest it loads (immutable), and C3/C4 run every ``_FLUSH_SOURCES`` sources (committed.py): a catch-up
 holds few at a time.
@@ -198,12 +200,29 @@ class KnownManifests:
         self._changed()
         return room
 
-    def unread(self) -> list[tuple[str, Day]]:
-        """The ``unread`` manifests (loaded, of complete hours, names not held yet), newest hour first."""
-        unread = [(k[1], e.hour, n, d) for k, d in self._days.items() for n, e in d.manifests.items() if e.unread]
-        return [(name, day) for _, _, name, day in sorted(unread, reverse=True, key=lambda t: t[:3])]
+    @property
+    def any_unread(self) -> bool:
+        """Whether some manifest is ``unread``."""
+        return any(e.unread for d in self._days.values() for e in d.manifests.values())
+
+    def unread(self) -> list[tuple[str, Day, tuple[str, dt.datetime]]]:
+        """The ``unread`` manifests (loaded, of complete hours, names not held yet), newest hour first, each with its
+        (category, UTC hour)."""
+        unread = [
+            (day, e.hour, n, d, (category, dt.datetime(day.year, day.month, day.day, e.hour, tzinfo=dt.UTC)))
+            for (category, day), d in self._days.items()
+            for n, e in d.manifests.items()
+            if e.unread
+        ]
+        return [(name, d, key) for _, _, name, d, key in sorted(unread, reverse=True, key=lambda t: t[:3])]
 
     def hold(self, day: Day, name: str, sources: tuple[str, ...]) -> None:
         """Hold ``sources``, read again, of the ``unread`` manifest ``name`` of ``day`` until ``handed_over``."""
         day.manifests[name] = replace(day.manifests[name], sources=sources, unread=False)
+        self._changed()
+
+    def not_wanted(self, day: Day, name: str) -> None:
+        """No fresh batch waits on a name of the ``unread`` manifest ``name`` of ``day``'s hour, and none ever will
+        (the fresh path recovered its batches, and F2 never lists a complete hour): it is not read."""
+        day.manifests[name] = replace(day.manifests[name], unread=False)
         self._changed()

@@ -201,6 +201,8 @@ class Loader:
             done = committed.done_sources
             events += fresh.run(committed.committed_sources, done, committed.complete_hours)
             committed.handed_over(done)  # F4 noted them: keep the open hours' names only (known.py, "Memory")
+            if committed.any_unread:  # found loaded (a restart): read those the batches wait on, for the next F4
+                committed.read_unread(fresh.waiting_hours())
         return manifests, events
 
 
