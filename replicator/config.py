@@ -57,6 +57,9 @@ class ReplicatorConfig(BaseModel):
     #: One finalizer pass this often (and the first of a process) lists every staging object (late data into older
     #: hours; a full scan that fails to list stays due).
     finalize_full_scan_seconds: float = Field(default=3600.0, gt=0)
+    #: A worker's finalizer works on a partition only under a claim that lives this long after its last renewal
+    #: (``replicator/claims.py``); 0 turns claims off (every worker works on every closable partition).
+    finalize_claim_seconds: float = Field(default=180.0, ge=0)
     finalize: bool = True
     max_messages: int = Field(default=64, ge=1)
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=MAX_PUBSUB_MESSAGE)
@@ -94,6 +97,10 @@ class ReplicatorConfig(BaseModel):
     @property
     def finalize_hot_window(self) -> dt.timedelta:
         return dt.timedelta(hours=self.finalize_hot_hours)
+
+    @property
+    def finalize_claim_ttl(self) -> dt.timedelta | None:
+        return dt.timedelta(seconds=self.finalize_claim_seconds) if self.finalize_claim_seconds > 0 else None
 
     @property
     def finalize_full_scan_interval(self) -> dt.timedelta:

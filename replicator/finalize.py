@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from replicator import records
+from replicator.claims import PartitionClaims
 from replicator.crash import CrashPoints
-from replicator.generation import MAX_REJECTED_LISTED, GenerationWriter, generation_token, quarantine_object
+from replicator.generation import MAX_REJECTED_LISTED, GenerationWriter, generation_token
 from replicator.layout import Layout, Partition
 from replicator.manifest import Manifest
 from replicator.metrics import Metrics
@@ -82,6 +83,10 @@ class FinalizeSettings:
     full_scan_interval: dt.timedelta = dt.timedelta(hours=1)
 
 
+def _no_tick() -> None:
+    pass
+
+
 def _part_generation(name: str) -> int | None:
     m = re.search(r"/part-g(\d{4})-", name)
     return int(m.group(1)) if m else None
@@ -107,8 +112,10 @@ class Finalizer:
     sleep: Callable[[float], None] = field(default=time.sleep)
     #: Which passes list everything and which only the hot window (from ``settings``; first pass: everything).
     _schedule: ScanSchedule = field(init=False)
-    #: Partitions whose last attempt failed: the next passes retry them even outside the hot window.
+    #: Partitions whose last attempt failed, or a peer held: the next passes retry them even outside the hot window.
     _retry: set[Partition] = field(default_factory=set)
+    #: When set, ``run_pass`` skips the partitions other workers' live claims hold (``replicator.claims``).
+    claims: PartitionClaims | None = None
 
     def __post_init__(self) -> None:
         self._schedule = ScanSchedule(self.settings.hot_window, self.settings.full_scan_interval)
@@ -119,9 +126,10 @@ class Finalizer:
         A full scan (``scan.ScanSchedule``: always without ``settings.hot_window``, else the first pass and then one
         pass every ``full_scan_interval``) lists every staging object; the other passes list only the staging days
         of the hot window, plus a direct retry of each closable partition whose last call failed or stopped at
-        ``MAX_GENERATIONS_PER_CALL``. A listing error raises (a full scan then stays due); a failing partition is
-        logged and counted, and the pass continues with the others. Memory: streamed listings, O(partitions) state
-        (``scan.partitions_to_finalize``), then one partition at a time.
+        ``MAX_GENERATIONS_PER_CALL``, or that a peer's claim held. With ``claims``, a partition is worked on only
+        under this worker's claim (renewed as it goes, released after). A listing error raises (a full scan then
+        stays due); a failing partition is logged and counted, and the pass continues with the others. Memory:
+        streamed listings, O(partitions) state (``scan.partitions_to_finalize``), then one partition at a time.
         """
         now = self.clock()
         days = self._schedule.days(now)
@@ -131,7 +139,15 @@ class Finalizer:
             retry = [p for p in self._retry if p.category == category and not scope_covers(p, days)]
             for p in todo + sorted(p for p in retry if closable(p)):
                 try:
-                    got = self.finalize_partition(p)
+                    claim = self.claims.acquire(p) if self.claims else None
+                    if self.claims and claim is None:
+                        self._retry.add(p)  # a live peer works on it; look again next pass (its claim may expire)
+                        continue
+                    try:
+                        got = self.finalize_partition(p, tick=claim.renew_if_due if claim else _no_tick)
+                    finally:
+                        if claim:
+                            claim.release()
                     committed += got
                     (self._retry.add if len(got) >= MAX_GENERATIONS_PER_CALL else self._retry.discard)(p)
                 except Exception as exc:  # one bad partition must not stop the others
@@ -142,8 +158,10 @@ class Finalizer:
         self._schedule.completed(now, days)
         return committed
 
-    def finalize_partition(self, p: Partition) -> list[Manifest]:
+    def finalize_partition(self, p: Partition, tick: Callable[[], None] | None = None) -> list[Manifest]:
         """Commit every pending staging object of ``p``, then ensure ``_SUCCESS``. See the module contract.
+
+        ``tick`` is called between the objects it reads (a claim's renewal); it must not raise.
 
         Staging objects that keep arriving while it runs (late data, redeliveries) are committed as further
         generations, at most ``MAX_GENERATIONS_PER_CALL`` per call; the rest is left for the next pass. A lost commit
@@ -161,7 +179,7 @@ class Finalizer:
                     self._complete[p] = NameSetDigest.of(o.name for o in state.staging)
                 return committed
             started = time.monotonic()
-            result = self._commit_generation(state)
+            result = self._commit_generation(state, tick or _no_tick)
             if result is None:
                 losses += 1
                 if losses >= MAX_RACE_RETRIES:
@@ -177,7 +195,7 @@ class Finalizer:
             for listener in self.listeners:
                 listener.on_commit(manifest, name)
 
-    def _prior_event_ids(self, state: PartitionState) -> set[str]:
+    def _prior_event_ids(self, state: PartitionState, tick: Callable[[], None] = _no_tick) -> set[str]:
         """The event ids of generations 1..G of the partition (a fresh set the caller may change).
 
         Incremental: the ids of the last partition this finalizer worked on are cached with the generation they
@@ -194,20 +212,25 @@ class Finalizer:
         small = [f.name for f in files if f.bytes <= _READ_AHEAD_MAX_BYTES]
         large = (self.store.read(f.name) for f in files if f.bytes > _READ_AHEAD_MAX_BYTES)
         for data in itertools.chain(ordered_map(self.store.read, small, window=16), large):
+            tick()
             ids.update(r["event_id"] for r in records.decode_rows(data, category))
         self._ids_cache = (p, state.generation, set(ids))
         return ids
 
-    def _commit_generation(self, state: PartitionState) -> tuple[str, Manifest] | None:
+    def _commit_generation(
+        self, state: PartitionState, tick: Callable[[], None] = _no_tick
+    ) -> tuple[str, Manifest] | None:
         """Steps F3-F4 for one generation. Returns (name, manifest) if committed (by us), None if we lost a race."""
         p = state.partition
         category = self.catalog.category(p.category)
         generation = state.generation + 1
         sources = tuple(o.name for o in state.pending)
         token = generation_token(generation, sources, category, self.settings.target_file_bytes)
-        writer = GenerationWriter(self.store, self.layout, self.metrics, self.crash, self.settings.target_file_bytes)
+        writer = GenerationWriter(
+            self.store, self.layout, self.metrics, self.crash, self.settings.target_file_bytes, tick
+        )
         # Step F3. ``seen`` (the ids of generations 1..G+1) becomes the id cache if this commit wins.
-        out, seen = writer.write(state, category, generation, token, lambda: self._prior_event_ids(state))
+        out, seen = writer.write(state, category, generation, token, lambda: self._prior_event_ids(state, tick))
         files = tuple(out.files)
         listed = tuple(out.rejected[:MAX_REJECTED_LISTED])
         manifest = Manifest(
@@ -239,34 +262,7 @@ class Finalizer:
                 self.store.delete(orphan)
             return None
         self.metrics.objects_written.labels("manifest").inc()
-        if out.misplaced:
-            self.metrics.misplaced_events.labels(p.category).inc(out.misplaced)
-            log.warning("%s: %d events outside the partition's hour (wrong envelope attributes)", name, out.misplaced)
-        if out.duplicates:
-            self.metrics.duplicates_dropped.labels(p.category).inc(out.duplicates)
-        for reason, n in sorted(out.rejected_by_reason.items()):
-            self.metrics.unconvertible_events.labels(p.category, reason).inc(n)
-        for r in listed:
-            log.error(
-                "%s: event %s (#%d of %s) not committed, %s: %s; raw bytes in %s",
-                name,
-                r.event_id,
-                r.index,
-                r.source,
-                r.reason,
-                r.detail,
-                quarantine_object(r.source, self.layout),
-            )
-        if out.rejected_total > len(listed):
-            log.error("%s: %d more unconvertible events not listed", name, out.rejected_total - len(listed))
-        log.info(
-            "committed %s: %d events in %d files, %d duplicates dropped, %d rejected",
-            name,
-            manifest.total_events,
-            len(files),
-            out.duplicates,
-            out.rejected_total,
-        )
+        out.report(name, p.category, self.metrics, self.layout)
         self._ids_cache = (p, generation, seen)
         return name, manifest
 

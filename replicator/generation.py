@@ -13,6 +13,7 @@ pending staging objects into data files:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from replicator.scan import PartitionState
 from replicator.store import ObjectStore
 from service.catalog import Category
 
+log = logging.getLogger(__name__)
 #: Rejected (unconvertible) events listed per manifest; ``rejected_total`` still counts them all (G4: bounded).
 MAX_REJECTED_LISTED = 1000
 #: Rows the encoder may refuse per generation (each costs a rewrite of the generation) before the partition fails.
@@ -90,6 +92,38 @@ class _Generation:
     rejected_total: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
+    def report(self, name: str, category: str, metrics: Metrics, layout: Layout) -> None:
+        """Count and log what the generation committed as manifest ``name``: misplaced, duplicate and rejected events
+        (each listed rejected event at ERROR, with where its raw bytes are kept), then one INFO line."""
+        if self.misplaced:
+            metrics.misplaced_events.labels(category).inc(self.misplaced)
+            log.warning("%s: %d events outside the partition's hour (wrong envelope attributes)", name, self.misplaced)
+        if self.duplicates:
+            metrics.duplicates_dropped.labels(category).inc(self.duplicates)
+        for reason, n in sorted(self.rejected_by_reason.items()):
+            metrics.unconvertible_events.labels(category, reason).inc(n)
+        for r in self.rejected:
+            log.error(
+                "%s: event %s (#%d of %s) not committed, %s: %s; raw bytes in %s",
+                name,
+                r.event_id,
+                r.index,
+                r.source,
+                r.reason,
+                r.detail,
+                quarantine_object(r.source, layout),
+            )
+        if self.rejected_total > len(self.rejected):
+            log.error("%s: %d more unconvertible events not listed", name, self.rejected_total - len(self.rejected))
+        log.info(
+            "committed %s: %d events in %d files, %d duplicates dropped, %d rejected",
+            name,
+            sum(f.events for f in self.files),
+            len(self.files),
+            self.duplicates,
+            self.rejected_total,
+        )
+
     def reject(self, r: RejectedEvent) -> None:
         self.rejected_total += 1
         self.rejected_by_reason[r.reason] = self.rejected_by_reason.get(r.reason, 0) + 1
@@ -107,6 +141,8 @@ class GenerationWriter:
     metrics: Metrics
     crash: CrashPoints
     target_file_bytes: int
+    #: Called before each staging object is decoded (a finalization claim's renewal); must not raise.
+    tick: Callable[[], None] = lambda: None
 
     def write(
         self,
@@ -168,6 +204,7 @@ class GenerationWriter:
         hour_start = int(p.hour.timestamp()) * 1_000_000
         # Read ahead (bounded): a partition may hold thousands of small staging objects; their round trips overlap.
         for obj, data in ordered_map(lambda o: (o, self.store.read(o.name)), state.pending, window=16):
+            self.tick()
             env = decode_landed(data, obj.metadata)
             quarantined = False
             for index, event in enumerate(env.events):

@@ -9,6 +9,7 @@ Layout (public; see docs/formats.md):
   logs/<category>/YYYY/MM/DD/HH/_manifest-g<GEN>.json           commit record of generation GEN (atomic commit)
   logs/<category>/YYYY/MM/DD/HH/_SUCCESS                        completeness marker, after the first commit
   workers/<tier>/<writer>/<written_ms>-<watermark_ms>            a replicator's watermark heartbeat (watermarks.py)
+  claims/<category>/YYYY/MM/DD/HH/e<EPOCH>                      a finalizer's advisory claim (claims.py)
   quarantine/<category>/YYYY/MM/DD/HH/<envelope_id>.pb.zst      copy of a staging object with events that have no
                                                                 valid row (listed in the manifest's ``rejected``)
 ``GEN`` is a 4-digit, 1-based generation number; late data after a commit goes to generation GEN+1 (a delta).

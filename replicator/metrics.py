@@ -53,6 +53,11 @@ class Metrics:
         )
         self.land_errors = counter("land_errors", "Messages nacked after a store error", ("kind",))
         self.finalize_errors = counter("finalize_errors", "Finalization passes that failed", ("kind",))
+        self.finalize_claims = counter(
+            "finalize_claims",
+            "Partition claims: acquired, taken_over (an expired claim), held_elsewhere (skipped), lost (renewal)",
+            ("outcome",),
+        )
         self.retries = counter("retries", "Transient store errors retried", ("op",))
         self.oldest_unacked_age = Gauge(
             p + "oldest_unacked_age_seconds", "Age (since publish) of the oldest message held unacked", registry=r

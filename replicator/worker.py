@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from replicator.claims import PartitionClaims
 from replicator.config import ReplicatorConfig
 from replicator.crash import CrashPoints
 from replicator.errors import StoreError
@@ -94,6 +95,9 @@ class Worker:
             clock=clock,
             crash=crash,
             listeners=list(listeners or []),
+            claims=None
+            if (ttl := settings.finalize_claim_ttl) is None
+            else PartitionClaims(store, settings.writer, ttl, metrics, clock),
         )
         self._threads: list[threading.Thread] = []
         stale = dt.timedelta(seconds=3 * settings.heartbeat_seconds + settings.lease_extension_seconds)

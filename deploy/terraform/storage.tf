@@ -46,6 +46,18 @@ resource "google_storage_bucket" "landing" {
     }
   }
 
+  # Finalization claims (replicator/claims.py): a live claim is re-created every minute, so one a day old belongs to a
+  # worker that died holding it after nobody else claimed that partition again. Advisory only: deleting one is safe.
+  lifecycle_rule {
+    action {
+      type = "Delete"
+    }
+    condition {
+      age            = 1
+      matches_prefix = ["claims/"]
+    }
+  }
+
   # Not a variable validation: the message retentions come from the catalog (a local), and validations may refer to
   # other objects only from Terraform 1.9 on (versions.tf allows 1.7).
   lifecycle {

@@ -57,6 +57,14 @@ def replicate(
             "the first pass always does (default 3600)."
         ),
     ] = None,
+    finalize_claim_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="A worker finalizes a partition under a claim that expires this many seconds after its last "
+            "renewal, and skips partitions that other live workers claim; after a worker dies, its partitions wait "
+            "this long (default 180; 0 = no claims: every worker works on every closable partition)."
+        ),
+    ] = None,
     finalize: Annotated[
         bool, typer.Option("--finalize/--no-finalize", help="Run the finalizer loop in this worker.")
     ] = True,
@@ -99,6 +107,7 @@ def replicate(
         "finalize_interval": finalize_interval,
         "finalize_hot_hours": finalize_hot_hours,
         "finalize_full_scan_seconds": finalize_full_scan_seconds,
+        "finalize_claim_seconds": finalize_claim_seconds,
         "finalize": finalize,
         "max_messages": max_messages,
         "max_bytes": max_bytes,

@@ -223,8 +223,10 @@ def run_chaos(cfg: ChaosConfig, state_dir: Path, log: Any = _log) -> ChaosReport
             # Lease extensions of 10 s (default 60): the emulator keeps a killed worker's stream as a zombie that
             # holds the messages it is given for one stream ack deadline, again and again (docs/local-cloud.md);
             # a shorter deadline makes each such round 6x shorter. Real Pub/Sub notices the closed stream.
+            # Finalization claims of 20 s (default 180): a killed worker's claims are taken over within the run.
             replicator_args=("--lateness-seconds", "0", "--finalize-interval", str(cfg.finalize_interval_s),
-                             "--drain-timeout", "5", "--lease-extension-seconds", "10"),
+                             "--drain-timeout", "5", "--lease-extension-seconds", "10",
+                             "--finalize-claim-seconds", "20"),
             loader_args=("--interval", "5"), frontend_args=(),
         )
     )  # fmt: skip

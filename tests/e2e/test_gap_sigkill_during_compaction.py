@@ -1,8 +1,10 @@
 """G1/G2/G3 gap: a real SIGKILL of a replicator worker *during* compaction while a second worker finalizes the same
-partitions. GCS uploads are slowed by the fault proxy so the finalization is long enough to be caught in the middle:
-the victim is killed only once a data file of an uncommitted generation exists (asserted, so the test cannot pass
-without exercising that window). While the survivor works, a reader following the manifests must never meet a missing
-file or a ``_SUCCESS`` without a manifest; at the end every event is committed exactly once. Real processes.
+partitions: racing them (finalization claims off), or taking the victim's claimed partitions over once its claims
+expire (claims of 10 s). GCS uploads are slowed by the fault proxy so the finalization is long enough to be caught in
+the middle: the victim is killed only once a data file of an uncommitted generation exists (asserted, so the test
+cannot pass without exercising that window; with claims, a data file of a partition the victim claims). While the
+survivor works, a reader following the manifests must never meet a missing file or a ``_SUCCESS`` without a
+manifest; at the end every event is committed exactly once. Real processes.
 """
 
 from __future__ import annotations
@@ -45,14 +47,25 @@ def _logs(iso: Isolated) -> list[str]:
     return [o.name for o in iso.store().list("logs/")]
 
 
-def _uncommitted_data_file(names: list[str]) -> bool:
-    """A ``part-g<N>`` file exists whose partition has no manifest of generation N yet: a compaction in progress."""
+def _uncommitted_data_file(names: list[str], within: set[str] | None = None) -> bool:
+    """A ``part-g<N>`` file exists whose partition has no manifest of generation N yet: a compaction in progress (in
+    one of the partition paths ``within``, if given)."""
     manifests = {(n.rsplit("/", 1)[0], manifest_generation(n)) for n in names if manifest_generation(n)}
     for n in names:
         d, base = n.rsplit("/", 1)
-        if base.startswith("part-g") and (d, int(base[6:10])) not in manifests:
+        in_scope = within is None or d.removeprefix("logs/") in within
+        if base.startswith("part-g") and (d, int(base[6:10])) not in manifests and in_scope:
             return True
     return False
+
+
+def _claimed_by(iso: Isolated, pid: int) -> set[str]:
+    """The partition paths (``<category>/YYYY/MM/DD/HH``) whose finalization claim the worker ``pid`` holds."""
+    return {
+        o.name.removeprefix("claims/").rsplit("/", 1)[0]
+        for o in iso.store().list("claims/")
+        if o.metadata.get("writer", "").endswith(f":{pid}")
+    }
 
 
 def _reader_sees_a_consistent_bucket(iso: Isolated) -> None:
@@ -68,7 +81,10 @@ def _reader_sees_a_consistent_bucket(iso: Isolated) -> None:
             assert any(x.startswith(d + "/_manifest-g") for x in names), f"{n} without a manifest"
 
 
-def test_sigkill_during_compaction_with_two_workers_racing(local_cloud: Endpoints, tmp_path: Path) -> None:
+@pytest.mark.parametrize("claim_seconds", ["0", "10"])
+def test_sigkill_during_compaction_with_two_workers_racing(
+    local_cloud: Endpoints, tmp_path: Path, claim_seconds: str
+) -> None:
     iso = isolated(local_cloud, tmp_path, ack_deadline=10)
     proxy = FaultProxy(local_cloud.gcs_url, seed=3).start()
     try:
@@ -93,9 +109,18 @@ def test_sigkill_during_compaction_with_two_workers_racing(local_cloud: Endpoint
         # 2. Two finalizing workers behind a slow GCS; SIGKILL one in the middle of a compaction.
         proxy.add(FaultRule("delay:0.4", method="POST", times=-1))
         env = iso.env(STORAGE_EMULATOR_HOST=proxy.url)
-        victim = iso.start_replicator(*WORKER, "--tier", "core", name="victim", env=env)
-        survivor = iso.start_replicator(*WORKER, "--tier", "core", name="survivor", env=env)
-        wait_for(lambda: _uncommitted_data_file(_logs(iso)), 60, 0.05, "a compaction in progress")
+        claims = ("--finalize-claim-seconds", claim_seconds)
+        victim = iso.start_replicator(*WORKER, *claims, "--tier", "core", name="victim", env=env)
+        survivor = iso.start_replicator(*WORKER, *claims, "--tier", "core", name="survivor", env=env)
+        if claim_seconds == "0":
+            wait_for(lambda: _uncommitted_data_file(_logs(iso)), 60, 0.05, "a compaction in progress")
+        else:
+            wait_for(
+                lambda: _uncommitted_data_file(_logs(iso), _claimed_by(iso, victim.pid)),
+                60,
+                0.05,
+                "a compaction in progress in a partition the victim claims",
+            )
         os.killpg(victim.pid, signal.SIGKILL)
         assert victim.wait(timeout=10) == -signal.SIGKILL
 
@@ -111,6 +136,8 @@ def test_sigkill_during_compaction_with_two_workers_racing(local_cloud: Endpoint
         sources = [s for _, m in list_manifests(iso.store(), CATEGORIES) for s in m.sources]
         assert len(sources) == len(set(sources)), "a staging object was consumed by two generations"
         assert survivor.poll() is None, iso.logs_tail()
+        if claim_seconds != "0":
+            assert "the claim of" in iso.logs[-1].read_text(), "the survivor never took over the victim's claim"
         survivor.send_signal(signal.SIGTERM)
         assert survivor.wait(timeout=60) == 0, iso.logs_tail()
     finally:

@@ -43,6 +43,9 @@ FAST = (
     # start-up wait short, so a survivor whose peer was killed after acking everything commits within the test.
     "--receive-window",
     "5",
+    # A SIGKILLed worker's finalization claims are taken over after 10 s (default 180).
+    "--finalize-claim-seconds",
+    "10",
 )
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
+from replicator.claims import PartitionClaims
 from replicator.errors import ObjectNotFound, StoreError
 from replicator.gcs_upload import MultipartUploader
+from replicator.layout import Partition
+from replicator.metrics import Metrics
 from replicator.retry import RetryPolicy
 from replicator.store import MemoryStore, ObjectStore, crc32c_b64
 from replicator.store_gcs import GcsStore
@@ -141,3 +145,27 @@ def test_upload_connections_are_opened_up_front_and_reused(local_cloud: Endpoint
     assert GcsStore(clients.storage_client(ep), ep.bucket, library_upload=True).open_connections(4) == 0
     missing = MultipartUploader(AnonymousCredentials(), local_cloud.gcs_url, "no-such-bucket-xyz", pool_size=2)  # type: ignore[no-untyped-call]
     assert missing.open_connections(2) == 0  # a failed warm-up is reported, never raised
+
+
+def test_finalization_claims_work_on_the_store(store: ObjectStore) -> None:
+    """``replicator.claims`` reads its holder and expiry from the listing's custom metadata and tells its own create
+    from a peer's by ``stat``'s metadata: both must come back from fake-gcs-server as from the fake."""
+    now = [dt.datetime(2026, 11, 26, 15, tzinfo=dt.UTC)]
+    ttl = dt.timedelta(seconds=60)
+    a = PartitionClaims(store, "host-a:1", ttl, Metrics(), lambda: now[0])
+    b = PartitionClaims(store, "host-b:2", ttl, Metrics(), lambda: now[0])
+    p = Partition("ads_click", dt.datetime(2026, 11, 26, 11, tzinfo=dt.UTC))
+    mine = a.acquire(p)
+    assert mine is not None and b.acquire(p) is None
+    now[0] += ttl / 2
+    mine.renew_if_due()
+    assert [i.name for i in store.list("claims/")] == ["claims/ads_click/2026/11/26/11/e00000002"]
+    now[0] += ttl * 0.9  # past the first expiry, not the renewed one
+    assert b.acquire(p) is None
+    now[0] += ttl
+    theirs = b.acquire(p)
+    assert theirs is not None and theirs.epoch == 3
+    mine.release()  # a stale holder's release leaves the taker's claim
+    assert [i.name for i in store.list("claims/")] == [theirs.name]
+    theirs.release()
+    assert list(store.list("claims/")) == []

@@ -261,15 +261,15 @@ def check_staging_lifecycle(root: Path) -> list[str]:
 
 
 def check_lifecycle_spares_committed_data(root: Path) -> list[str]:
-    """Only staging/ and the loader's bq/fresh/ files expire: no lifecycle rule may match logs/ (committed data and
-    manifests, kept forever) or bq/committed/ (the loader's markers), nor have no prefix at all. The bq/fresh/ rule
-    waits more than the loader's 192 h backfill window (at least 9 days)."""
+    """Only staging/, the loader's bq/fresh/ files and the finalization claims/ expire: no lifecycle rule may match
+    logs/ (committed data and manifests, kept forever) or bq/committed/ (the loader's markers), nor have no prefix at
+    all. The bq/fresh/ rule waits more than the loader's 192 h backfill window (at least 9 days)."""
     problems = []
     for where, body in resources(root, "google_storage_bucket"):
         fresh = []
         for r in body.get("lifecycle_rule", []):
             prefixes = (_block(r, "condition") or {}).get("matches_prefix", [])
-            if not prefixes or any(not (x.startswith("staging/") or x.startswith("bq/fresh/")) for x in prefixes):
+            if not prefixes or any(not x.startswith(("staging/", "bq/fresh/", "claims/")) for x in prefixes):
                 problems.append(f"{where}: a lifecycle rule matches {prefixes or 'every object'}")
             if "bq/fresh/" in prefixes:
                 fresh.append(r)

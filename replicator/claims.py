@@ -1,0 +1,156 @@
+"""Finalization claims: the workers share out the closable partitions instead of all working on the same one.
+
+Every worker runs a finalizer loop, and every loop lists the same closable partitions in the same order. Without
+claims, N workers all merge the same partition at the same time and N - 1 of them lose the commit race: N times the
+CPU, no partition done sooner, and the landing on every worker slowed. With claims, a worker that finds a partition
+claimed by a live peer skips it this pass and goes on to the next one.
+
+Claims are advisory. Correctness (no loss, no duplicate) never depends on them: the manifest precondition still
+settles every race (docs/design.md, "Commit protocol"). A claim that is lost, stolen, expired or never deleted costs
+duplicated work or a delay of at most ``ttl``, nothing else.
+
+Objects (everything a reader needs is in the listing: ``writer`` and ``expires_ms`` are custom metadata):
+  claims/<category>/YYYY/MM/DD/HH/e<EPOCH>        EPOCH: 8 digits, 1-based
+A claim is the object with the highest epoch of its partition; it is live until ``expires_ms`` (its holder's clock,
+epoch milliseconds). Taking a partition creates epoch n + 1 (create-if-absent, so of two workers that both saw epoch
+n expire, one wins). The holder renews by creating epoch n + 1 itself, then deleting epoch n: there is never a moment
+without a live claim. A clean release deletes the holder's epoch. A SIGKILLed holder's claim expires after ``ttl``.
+
+Contract:
+  * ``acquire(p)`` returns a ``Claim`` or None (a live claim of another writer). Raises ``StoreError`` when the
+    bucket cannot be listed or written (the caller treats it like any failure of the partition).
+  * ``Claim.renew_if_due()`` is cheap (a clock read) until a third of ``ttl`` has passed since the last renewal;
+    it never raises (a failed renewal is logged and retried at the next call).
+  * ``Claim.release()`` never raises.
+  * Clocks: expiry is judged by the reader's clock against the holder's. Skew between workers shifts it by the
+    skew, and ``ttl`` (default 180 s) is far larger than NTP's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from replicator.errors import StoreError
+from replicator.layout import Partition
+from replicator.metrics import Metrics
+from replicator.store import ObjectStore
+
+log = logging.getLogger(__name__)
+PREFIX = "claims"
+_EPOCH_RE = re.compile(r"/e(\d{8})$")
+_UNIX = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _ms(t: dt.datetime) -> int:
+    return (t - _UNIX) // dt.timedelta(milliseconds=1)
+
+
+@dataclass
+class PartitionClaims:
+    """Claims of one worker (``writer``) in ``store``. Thread-safe: no mutable state; each ``Claim`` is used by the
+    one thread that acquired it."""
+
+    store: ObjectStore
+    writer: str
+    ttl: dt.timedelta
+    metrics: Metrics
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    prefix: str = PREFIX
+
+    def directory(self, p: Partition) -> str:
+        return f"{self.prefix}/{p.path}/"
+
+    def acquire(self, p: Partition) -> Claim | None:
+        """Claim ``p`` for this writer, or None while another writer's claim on it is live. See the module contract."""
+        directory = self.directory(p)
+        epochs = [(int(m.group(1)), info) for info in self.store.list(directory) if (m := _EPOCH_RE.search(info.name))]
+        top = max(epochs, key=lambda e: e[0], default=None)
+        now = self.clock()
+        if top is not None:
+            info = top[1]
+            holder = info.metadata.get("writer", "")
+            try:
+                expires = int(info.metadata.get("expires_ms", "0"))
+            except ValueError:
+                expires = 0  # unreadable: treated as expired
+            if holder != self.writer and expires > _ms(now):
+                self.metrics.finalize_claims.labels("held_elsewhere").inc()
+                log.debug("%s is claimed by %s until %d ms; skipped", directory, holder, expires)
+                return None
+        claim = Claim(self, p, (top[0] if top else 0) + 1)
+        if not claim.create():
+            self.metrics.finalize_claims.labels("held_elsewhere").inc()  # a peer took the same epoch first
+            return None
+        self.metrics.finalize_claims.labels("taken_over" if top else "acquired").inc()
+        if top is not None:
+            log.info("took over %s: the claim of %s expired", claim.name, top[1].metadata.get("writer", "?"))
+        for _, info in epochs:  # an expired or released-late claim: best effort, the lifecycle rule catches the rest
+            claim.delete(info.name)
+        return claim
+
+
+@dataclass
+class Claim:
+    """This writer's claim on ``partition`` at ``epoch`` (``PartitionClaims.acquire``)."""
+
+    claims: PartitionClaims
+    partition: Partition
+    epoch: int
+    renewed: dt.datetime = field(default_factory=lambda: _UNIX)
+    lost: bool = False
+    #: Tells this claim's objects from another claim of the same writer (a create whose response was lost).
+    nonce: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def name(self) -> str:
+        return f"{self.claims.directory(self.partition)}e{self.epoch:08d}"
+
+    def create(self) -> bool:
+        """Create this epoch's object (expiring ``ttl`` from now). False if another claim holds this epoch; True if
+        this claim does (created now, or by an earlier attempt whose response was lost)."""
+        c = self.claims
+        now = c.clock()
+        expires = _ms(now + c.ttl)
+        meta = {"writer": c.writer, "expires_ms": str(expires), "nonce": self.nonce}
+        body = json.dumps({"format": "logpipe.claim.v1", "writer": c.writer, "expires_ms": expires}).encode()
+        if not c.store.create_if_absent(self.name, body + b"\n", meta, "application/json").created:
+            info = c.store.stat(self.name)
+            if info is None or info.metadata.get("nonce") != self.nonce:
+                return False
+        self.renewed = now
+        return True
+
+    def renew_if_due(self) -> None:
+        """Move the claim to the next epoch once a third of the ttl has passed since the last renewal."""
+        if self.lost or self.claims.clock() - self.renewed < self.claims.ttl / 3:
+            return
+        old = self.name
+        self.epoch += 1
+        try:
+            if self.create():
+                self.delete(old)
+                return
+        except StoreError as exc:
+            self.epoch -= 1
+            log.warning("renewing the claim %s failed (retried at the next step): %s", old, exc)
+            return
+        self.epoch -= 1  # the next epoch is a peer's: never delete it
+        self.lost = True  # the peer judged our claim expired: keep working (advisory), stop renewing
+        self.claims.metrics.finalize_claims.labels("lost").inc()
+        log.warning("the claim %s was taken over by another writer; finishing the partition anyway", old)
+
+    def release(self) -> None:
+        """Delete this claim (its current epoch). Never raises; a claim left behind expires."""
+        self.delete(self.name)
+
+    def delete(self, name: str) -> None:
+        try:
+            self.claims.store.delete(name)
+        except StoreError as exc:
+            log.warning("could not delete the claim %s (it expires): %s", name, exc)
