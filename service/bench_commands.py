@@ -28,8 +28,10 @@ def ingest(
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
     from replicator import bench as replicator_bench
+    from replicator import bench_finalize
 
     replicator_bench.register(bench_app)
+    bench_finalize.register(bench_app)
     from service.demo.commands import register_bench
 
     register_bench(bench_app)

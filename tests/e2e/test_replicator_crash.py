@@ -31,6 +31,8 @@ FAST = (
     "5",
     "--receive-window",  # a survivor restarted on a drained subscription closes after 5 s, not 120
     "5",
+    "--finalize-claim-seconds",  # a survivor takes over the partition a crashed finalizer claimed after 10 s, not 180
+    "10",
 )
 
 
