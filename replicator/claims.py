@@ -7,20 +7,24 @@ claimed by a live peer skips it this pass and goes on to the next one.
 
 Claims are advisory. Correctness (no loss, no duplicate) never depends on them: the manifest precondition still
 settles every race (docs/design.md, "Commit protocol"). A claim that is lost, stolen, expired or never deleted costs
-duplicated work or a delay of at most ``ttl``, nothing else.
+duplicated work or a delay of at most ``ttl`` (plus a finalizer interval), nothing else.
 
 Objects (everything a reader needs is in the listing: ``writer`` and ``expires_ms`` are custom metadata):
   claims/<category>/YYYY/MM/DD/HH/e<EPOCH>        EPOCH: 8 digits, 1-based
 A claim is the object with the highest epoch of its partition; it is live until ``expires_ms`` (its holder's clock,
-epoch milliseconds). Taking a partition creates epoch n + 1 (create-if-absent, so of two workers that both saw epoch
-n expire, one wins). The holder renews by creating epoch n + 1 itself, then deleting epoch n: there is never a moment
-without a live claim. A clean release deletes the holder's epoch. A SIGKILLed holder's claim expires after ``ttl``.
+epoch milliseconds; never later than a ttl after the store created the object). Taking a partition creates epoch
+n + 1 (create-if-absent, so of two workers that both saw epoch n expire, one wins). The holder renews by checking
+that epoch n is still its own (a taker deletes it), creating epoch n + 1, then deleting epoch n: there is never a
+moment without a live claim. A clean release deletes the holder's epoch (only if its nonce is this claim's). A
+SIGKILLed holder's claim expires after ``ttl``; the next finalizer pass of a peer then takes the partition.
 
 Contract:
-  * ``acquire(p)`` returns a ``Claim`` or None (a live claim of another writer). Raises ``StoreError`` when the
-    bucket cannot be listed or written (the caller treats it like any failure of the partition).
-  * ``Claim.renew_if_due()`` is cheap (a clock read) until a third of ``ttl`` has passed since the last renewal;
-    it never raises (a failed renewal is logged and retried at the next call).
+  * ``acquire(p)`` returns a ``Claim`` or None (a live claim of another writer). A leftover claim of this same
+    writer is taken back at once. Raises ``StoreError`` when the bucket cannot be listed or written (the caller
+    treats it like any failure of the partition); a claim its failed create may have stored is released first.
+  * ``Claim.renew_if_due()`` is cheap (a clock read) until a third of ``ttl`` has passed since the last renewal; it
+    never raises (a failed renewal is logged and retried at the next call). A holder that goes more than two thirds
+    of the ttl without a call can find its claim taken over (``lost``); ``Claim.check()`` then raises ``ClaimLost``.
   * ``Claim.release()`` never raises.
   * Clocks: expiry is judged by the reader's clock against the holder's. Skew between workers shifts it by the
     skew, and ``ttl`` (default 180 s) is far larger than NTP's.
@@ -35,6 +39,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from replicator.errors import StoreError
 from replicator.layout import Partition
@@ -45,10 +50,49 @@ log = logging.getLogger(__name__)
 PREFIX = "claims"
 _EPOCH_RE = re.compile(r"/e(\d{8})$")
 _UNIX = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+T = TypeVar("T")
 
 
 def _ms(t: dt.datetime) -> int:
-    return (t - _UNIX) // dt.timedelta(milliseconds=1)
+    return (t - _UNIX) // _MS
+
+
+class ClaimLost(Exception):
+    """Raised by ``Claim.check`` once another writer took the partition over: stop working on it (advisory)."""
+
+
+class Stopping(Exception):
+    """Raised by ``under_claim``'s tick once the process is stopping."""
+
+
+def under_claim(
+    claims: PartitionClaims | None,
+    p: Partition,
+    stopping: Callable[[], bool],
+    work: Callable[[Callable[[], None]], T],
+) -> T | None:
+    """``work(tick)`` under this writer's claim on ``p`` (released after, whatever happens); None, without calling
+    ``work``, while another writer's claim on ``p`` is live. Without ``claims``, just ``work(tick)``.
+
+    ``work`` must call ``tick`` between its long steps: it raises ``Stopping`` once ``stopping()`` is true, renews
+    the claim when due, and raises ``ClaimLost`` once a peer has taken the claim over. Raises what ``acquire`` and
+    ``work`` raise."""
+    claim = claims.acquire(p) if claims is not None else None
+    if claims is not None and claim is None:
+        return None
+
+    def tick() -> None:
+        if stopping():
+            raise Stopping("the worker is stopping")
+        if claim is not None:
+            claim.check()
+
+    try:
+        return work(tick)
+    finally:
+        if claim is not None:
+            claim.release()
 
 
 @dataclass
@@ -71,26 +115,31 @@ class PartitionClaims:
         directory = self.directory(p)
         epochs = [(int(m.group(1)), info) for info in self.store.list(directory) if (m := _EPOCH_RE.search(info.name))]
         top = max(epochs, key=lambda e: e[0], default=None)
-        now = self.clock()
-        if top is not None:
-            info = top[1]
-            holder = info.metadata.get("writer", "")
-            try:
-                expires = int(info.metadata.get("expires_ms", "0"))
+        now = _ms(self.clock())
+        holder = top[1].metadata.get("writer", "") if top else ""
+        if top is not None and holder != self.writer:
+            try:  # a holder's clock ahead cannot keep a claim past a ttl after the store created it
+                expires = min(int(top[1].metadata.get("expires_ms", "0")), _ms(top[1].updated + self.ttl))
             except ValueError:
                 expires = 0  # unreadable: treated as expired
-            if holder != self.writer and expires > _ms(now):
+            if expires > now:
                 self.metrics.finalize_claims.labels("held_elsewhere").inc()
                 log.debug("%s is claimed by %s until %d ms; skipped", directory, holder, expires)
                 return None
         claim = Claim(self, p, (top[0] if top else 0) + 1)
-        if not claim.create():
+        try:
+            created = claim.create()
+        except StoreError:
+            claim.release()  # it may exist although the call failed: never leave it to block peers for a ttl
+            raise
+        if not created:
             self.metrics.finalize_claims.labels("held_elsewhere").inc()  # a peer took the same epoch first
             return None
-        self.metrics.finalize_claims.labels("taken_over" if top else "acquired").inc()
-        if top is not None:
-            log.info("took over %s: the claim of %s expired", claim.name, top[1].metadata.get("writer", "?"))
-        for _, info in epochs:  # an expired or released-late claim: best effort, the lifecycle rule catches the rest
+        theirs = top is not None and holder != self.writer
+        self.metrics.finalize_claims.labels("taken_over" if theirs else "acquired").inc()
+        if theirs:
+            log.info("took over %s: the claim of %s expired", claim.name, holder or "?")
+        for _, info in epochs:  # expired, or this writer's own leftover: best effort (the lifecycle rule, else)
             claim.delete(info.name)
         return claim
 
@@ -131,23 +180,48 @@ class Claim:
         if self.lost or self.claims.clock() - self.renewed < self.claims.ttl / 3:
             return
         old = self.name
+        try:
+            mine = self.claims.store.stat(old)
+        except StoreError as exc:
+            log.warning("renewing the claim %s failed (retried at the next step): %s", old, exc)
+            return
+        if mine is None or mine.metadata.get("nonce") != self.nonce:  # a taker deleted it (and may be done already)
+            self._lose(old)
+            return
         self.epoch += 1
         try:
             if self.create():
-                self.delete(old)
+                self.delete(old)  # epoch n was this claim's: a taker would have created n + 1 instead of us
                 return
         except StoreError as exc:
             self.epoch -= 1
             log.warning("renewing the claim %s failed (retried at the next step): %s", old, exc)
             return
         self.epoch -= 1  # the next epoch is a peer's: never delete it
-        self.lost = True  # the peer judged our claim expired: keep working (advisory), stop renewing
+        self._lose(old)
+
+    def _lose(self, name: str) -> None:
+        self.lost = True  # a peer judged our claim expired (we stalled past 2/3 of the ttl): it does the work
         self.claims.metrics.finalize_claims.labels("lost").inc()
-        log.warning("the claim %s was taken over by another writer; finishing the partition anyway", old)
+        log.warning("the claim %s was taken over by another writer; leaving the partition to it", name)
+
+    def check(self) -> None:
+        """``renew_if_due``, then raise ``ClaimLost`` if another writer has taken the partition over: the caller
+        stops (whatever it wrote is reused by the taker, or collected as orphans)."""
+        self.renew_if_due()
+        if self.lost:
+            raise ClaimLost(f"{self.name}: taken over by another writer")
 
     def release(self) -> None:
-        """Delete this claim (its current epoch). Never raises; a claim left behind expires."""
-        self.delete(self.name)
+        """Delete this claim's current epoch if it is this claim's (its nonce): a holder that stalled past its ttl
+        never deletes the claim of whoever took the partition next. Never raises; a claim left behind expires."""
+        try:
+            info = self.claims.store.stat(self.name)
+        except StoreError as exc:
+            log.warning("could not check the claim %s (it expires): %s", self.name, exc)
+            return
+        if info is not None and info.metadata.get("nonce") == self.nonce:
+            self.delete(self.name)
 
     def delete(self, name: str) -> None:
         try:

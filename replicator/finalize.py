@@ -33,10 +33,11 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from replicator import records
-from replicator.claims import PartitionClaims
+from replicator.claims import ClaimLost, PartitionClaims, Stopping, under_claim
 from replicator.crash import CrashPoints
 from replicator.generation import MAX_REJECTED_LISTED, GenerationWriter, generation_token
 from replicator.layout import Layout, Partition
@@ -116,6 +117,9 @@ class Finalizer:
     _retry: set[Partition] = field(default_factory=set)
     #: When set, ``run_pass`` skips the partitions other workers' live claims hold (``replicator.claims``).
     claims: PartitionClaims | None = None
+    #: True once the process is stopping: ``run_pass`` starts no partition and abandons the one it works on (between
+    #: two objects; what it wrote is reused by the next attempt, or collected as orphans), releasing its claim.
+    stopping: Callable[[], bool] = field(default=lambda: False)
 
     def __post_init__(self) -> None:
         self._schedule = ScanSchedule(self.settings.hot_window, self.settings.full_scan_interval)
@@ -138,18 +142,18 @@ class Finalizer:
             todo = partitions_to_finalize(self.store, category, closable, self._complete, self.layout, days)
             retry = [p for p in self._retry if p.category == category and not scope_covers(p, days)]
             for p in todo + sorted(p for p in retry if closable(p)):
+                if self.stopping() or not closable(p):  # (a stopping worker's ``closable`` is False too)
+                    continue
                 try:
-                    claim = self.claims.acquire(p) if self.claims else None
-                    if self.claims and claim is None:
+                    got = under_claim(self.claims, p, self.stopping, partial(self.finalize_partition, p))
+                    if got is None:
                         self._retry.add(p)  # a live peer works on it; look again next pass (its claim may expire)
                         continue
-                    try:
-                        got = self.finalize_partition(p, tick=claim.renew_if_due if claim else _no_tick)
-                    finally:
-                        if claim:
-                            claim.release()
                     committed += got
                     (self._retry.add if len(got) >= MAX_GENERATIONS_PER_CALL else self._retry.discard)(p)
+                except (Stopping, ClaimLost) as exc:
+                    self._retry.add(p)
+                    log.info("finalize %s %s left: %s", p.category, p.hour.isoformat(), exc)
                 except Exception as exc:  # one bad partition must not stop the others
                     self._retry.add(p)
                     self.failures += 1
@@ -161,7 +165,8 @@ class Finalizer:
     def finalize_partition(self, p: Partition, tick: Callable[[], None] | None = None) -> list[Manifest]:
         """Commit every pending staging object of ``p``, then ensure ``_SUCCESS``. See the module contract.
 
-        ``tick`` is called between the objects it reads (a claim's renewal); it must not raise.
+        ``tick`` is called before each step that can take long (each object read, each data file written, each
+        round); what it raises propagates, leaving the partition as a crash there would.
 
         Staging objects that keep arriving while it runs (late data, redeliveries) are committed as further
         generations, at most ``MAX_GENERATIONS_PER_CALL`` per call; the rest is left for the next pass. A lost commit
@@ -170,7 +175,9 @@ class Finalizer:
         """
         committed: list[Manifest] = []
         losses = 0
+        tick = tick or _no_tick
         while True:
+            tick()
             state = read_partition(self.store, p, self.layout)
             if not state.pending or len(committed) >= MAX_GENERATIONS_PER_CALL:
                 self._ensure_success(state)
@@ -179,7 +186,7 @@ class Finalizer:
                     self._complete[p] = NameSetDigest.of(o.name for o in state.staging)
                 return committed
             started = time.monotonic()
-            result = self._commit_generation(state, tick or _no_tick)
+            result = self._commit_generation(state, tick)
             if result is None:
                 losses += 1
                 if losses >= MAX_RACE_RETRIES:

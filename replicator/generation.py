@@ -141,7 +141,8 @@ class GenerationWriter:
     metrics: Metrics
     crash: CrashPoints
     target_file_bytes: int
-    #: Called before each staging object is decoded (a finalization claim's renewal); must not raise.
+    #: Called before each staging object is decoded and after each data file is written (a finalization claim's
+    #: renewal); what it raises propagates (the files written so far are reused by a rerun, or are orphans).
     tick: Callable[[], None] = lambda: None
 
     def write(
@@ -193,6 +194,7 @@ class GenerationWriter:
             kind = self.metrics.objects_written if created else self.metrics.objects_existing
             kind.labels("data").inc()
             self.crash.point("finalize.after_data_file")
+            self.tick()  # an upload of up to target_file_bytes can take long
 
         writer = FileWriter(
             self.store,

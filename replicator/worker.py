@@ -5,7 +5,8 @@ Lifecycle:
     up to ``max_lease_seconds``) and starts the finalizer thread. Logs ``replicator ready tiers=...``.
   * ``stop()`` (SIGTERM/SIGINT) cancels the pulls so no new message arrives (messages queued but not started are
     nacked by the client), waits up to ``drain_timeout`` for running callbacks (each lands and acks, or nacks),
-    stops the finalizer between partitions, and returns. Whatever still runs is abandoned: the entry point then
+    stops the finalizer (it starts no partition, and leaves the one it works on at its next step, releasing its
+    claim), and returns. Whatever still runs is abandoned: the entry point then
     ends the process with ``os._exit`` (no waiting on stuck threads); the messages stay unacked and Pub/Sub
     redelivers them; landing is idempotent.
   * Closability (docs/design.md, "Watermark"): W = min(now, publish time of the oldest message held (queued in the
@@ -95,6 +96,7 @@ class Worker:
             clock=clock,
             crash=crash,
             listeners=list(listeners or []),
+            stopping=self._stop.is_set,
             claims=None
             if (ttl := settings.finalize_claim_ttl) is None
             else PartitionClaims(store, settings.writer, ttl, metrics, clock),

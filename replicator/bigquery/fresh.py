@@ -67,10 +67,16 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
-    """Bounds of one fresh batch (G4): staging objects (= files; a load job takes at most 10,000 URIs) and bytes."""
+    """Bounds of one fresh batch (G4): staging objects (= files; a load job takes at most 10,000 URIs) and bytes.
+
+    ``max_unloaded_objects`` bounds the staging names held by batches not loaded yet (pending or failed): past it,
+    F2 cuts no new batch and ``convert`` converts nothing until loads go through again (a BigQuery outage, or every
+    load failing). Latency only: what is not batched stays in staging, is listed again by every pass, and is shown
+    through the committed path once its hour completes."""
 
     max_objects: int = 5_000
     max_bytes: int = 512 * 1024 * 1024
+    max_unloaded_objects: int = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,7 @@ class FreshLoader:
         self._batches: dict[str, _Batch] = {}  # batch id -> batch, for every known batch of the fresh window
         self._loaded: set[str] = set()
         self._failed: set[str] = set()
+        self._paused = False  # the unloaded batches hold max_unloaded_objects names: no new batch, no conversion
         self._conv = Converter(store, tier, self._by_name)
 
     def _recover(self) -> None:
@@ -166,6 +173,8 @@ class FreshLoader:
                 continue
             events += self._load_batch(bid, known.sources)
         batched = {s for b in self._batches.values() for s in b.sources}
+        unloaded = sum(len(b.sources) for bid, b in self._batches.items() if bid not in self._loaded)
+        self._pause(unloaded)
         closed_before = self._clock() - self._grace
         slots: dict[int, list[ObjectInfo]] = {}
         for o in self._list_staging(complete):
@@ -176,6 +185,8 @@ class FreshLoader:
                 slots.setdefault(slot, []).append(o)
         for slot in sorted(slots):  # F2, F3
             for batch in self._cut(slots[slot]):
+                if self._paused:
+                    break
                 sources = tuple(o.name for o in batch)
                 bid = names.batch_id(sources)
                 record = json.dumps({"tier": self._tier, "slot": slot, "sources": list(sources)}).encode()
@@ -183,10 +194,21 @@ class FreshLoader:
                 self._store.create_if_absent(name, record, content_type="application/json")
                 self._batches[bid] = self._batch(sources)
                 events += self._load_batch(bid, sources, {o.name: o for o in batch})
+                self._pause(unloaded := unloaded + (0 if bid in self._loaded else len(sources)))
         self._cleanup(committed_sources, done_sources, oldest, complete)
         pending = [b for b in self._batches if b not in self._loaded and b not in self._failed]
         self._metrics.pending.labels("fresh").set(len(pending))
         return events
+
+    def _pause(self, unloaded: int) -> None:
+        """Pause (or resume) new batches and conversion by the names the unloaded batches hold (``BatchLimits``)."""
+        paused = unloaded >= self._limits.max_unloaded_objects
+        if paused != self._paused:
+            state, limit = "paused" if paused else "resumed", self._limits.max_unloaded_objects
+            msg = "fresh path of %s %s: %d staging objects in batches not loaded (limit %d)"
+            log.log(logging.WARNING if paused else logging.INFO, msg, self._tier, state, unloaded, limit)
+        self._paused = paused
+        self._metrics.fresh_paused.labels(self._tier).set(int(paused))
 
     def _list_staging(self, complete: CompleteHours) -> Iterator[ObjectInfo]:
         """The staging objects of the horizon's days (up to an hour ahead: the front-end accepts event times up to an
@@ -234,32 +256,16 @@ class FreshLoader:
         self._crash.point("bq.fresh.after_load")
         self._store.create_if_absent(names.fresh_marker(self._tier, bid), b"", content_type="text/plain")
         self._loaded.add(bid)
-        return self._observe(sources)
-
-    def _observe(self, sources: tuple[str, ...]) -> int:
-        """Record the latency of the rows this process converted; returns their number."""
-        now = self._clock()
-        now_us = (now - _EPOCH) / dt.timedelta(microseconds=1)
-        events = 0
-        for src in sources:
-            if src not in self._conv.latency:
-                continue
-            ingest_us, landed = self._conv.latency.pop(src)
-            lat = [max(0.0, (now_us - us) / 1e6) for us in ingest_us]
-            self._metrics.ingest_to_queryable.extend(lat)
-            for v in lat:
-                self._metrics.fresh_latency.labels("ingest").observe(v)
-            landed_s = max(0.0, (now - landed).total_seconds())
-            self._metrics.landed_to_queryable.extend([landed_s] * len(lat))
-            self._metrics.fresh_latency.labels("landed").observe(landed_s)
-            events += len(lat)
-        return events
+        return self._conv.observe(sources, self._metrics, self._clock())
 
     def convert(self, committed_sources: frozenset[str], complete: CompleteHours = NONE_COMPLETE) -> int:
         """Convert the new staging objects of the current and the previous hour, unless complete (F2 skips those),
         ahead of their pass (cheap to call every few seconds: at most two listings per category, each from the
         lookback's start offset when there is one: module docstring). ``complete`` must come with
-        ``committed_sources``, as for ``run``. Returns the number of objects converted."""
+        ``committed_sources``, as for ``run``. Returns the number of objects converted; none while paused
+        (``BatchLimits.max_unloaded_objects``)."""
+        if self._paused:
+            return 0
         now = self._clock()
         since = "" if self._convert_lookback is None else uuid7_lower_bound(now - self._convert_lookback)
         batched = {s for b in self._batches.values() for s in b.sources}

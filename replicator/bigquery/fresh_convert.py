@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from replicator.bigquery import fresh_rows, names
+from replicator.bigquery.metrics import LoaderMetrics
 from replicator.errors import ObjectNotFound
 from replicator.landed import decode_landed
 from replicator.readahead import ordered_map
@@ -23,6 +24,7 @@ from service.catalog import Category
 log = logging.getLogger(__name__)
 _READERS = 8
 _EXISTS = object()
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_TRACKED = 20_000  # staging objects whose latency is tracked until their load (bounded memory)
 
 
@@ -38,6 +40,25 @@ class Converter:
     def forget(self, src: str) -> None:
         self.converted.discard(src)
         self.latency.pop(src, None)
+
+    def observe(self, sources: Iterable[str], metrics: LoaderMetrics, now: dt.datetime) -> int:
+        """Record the latency of the rows of ``sources`` this converter wrote, now queryable; returns their number
+        (objects converted elsewhere are not counted)."""
+        now_us = (now - _EPOCH) / dt.timedelta(microseconds=1)
+        events = 0
+        for src in sources:
+            if src not in self.latency:
+                continue
+            ingest_us, landed = self.latency.pop(src)
+            lat = [max(0.0, (now_us - us) / 1e6) for us in ingest_us]
+            metrics.ingest_to_queryable.extend(lat)
+            for v in lat:
+                metrics.fresh_latency.labels("ingest").observe(v)
+            landed_s = max(0.0, (now - landed).total_seconds())
+            metrics.landed_to_queryable.extend([landed_s] * len(lat))
+            metrics.fresh_latency.labels("landed").observe(landed_s)
+            events += len(lat)
+        return events
 
     def convert(self, sources: list[str], known: Mapping[str, ObjectInfo]) -> int:
         """Write the Avro file of each staging object that has none yet; returns how many this call wrote. An object

@@ -69,6 +69,9 @@ class LoaderConfig(BaseModel):
         backfill_interval_seconds: Time between two backfill passes; a manifest of a partition older than the
             lookback is loaded within about this long of its commit.
         max_attempts: Failed load jobs per load before it is given up and recorded.
+        max_unloaded_fresh_objects: The fresh path cuts no new batch, and converts nothing, while its batches not
+            loaded (pending or failed) hold this many staging objects (about 200 B of memory each): a BigQuery
+            outage then costs latency, not memory (G4; fresh.py ``BatchLimits``).
         job_prefix: First part of every job id; change it to load a dataset again from scratch.
         crash_at: ``<step>[:<nth>]`` crash injection for fault tests (steps in ``CRASH_STEPS``).
     """
@@ -95,6 +98,7 @@ class LoaderConfig(BaseModel):
     job_prefix: str = Field(default="logpipe", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     max_batch_objects: int = Field(default=5_000, ge=1)
     max_batch_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_unloaded_fresh_objects: int = Field(default=200_000, ge=1)
     crash_at: str | None = None
 
     @model_validator(mode="after")
@@ -158,7 +162,7 @@ class Loader:
             location=location,
         )
         crash = config.crash_points()
-        limits = BatchLimits(config.max_batch_objects, config.max_batch_bytes)
+        limits = BatchLimits(config.max_batch_objects, config.max_batch_bytes, config.max_unloaded_fresh_objects)
         tiers = config.tiers or tuple(t.name for t in catalog.tiers)
         self._passes: list[tuple[CommittedLoader, FreshLoader]] = []
         for tier in tiers:

@@ -8,6 +8,7 @@ Names (docs/bigquery.md, "Metrics"):
                                                 object created -> queryable (the loader's own share)
   logpipe_bq_commit_latency_seconds             manifest created -> its rows queryable from the committed table
   logpipe_bq_pending{kind}                      loads found but not yet done at the end of a cycle
+  logpipe_bq_fresh_paused{tier}                 1 while the fresh path cuts no new batch (BatchLimits)
 """
 
 from __future__ import annotations
@@ -66,5 +67,8 @@ class LoaderMetrics:
             p + "commit_latency_seconds", "Manifest created to loaded", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.pending = Gauge(p + "pending", "Loads not done at the end of a cycle", ["kind"], registry=r)
+        self.fresh_paused = Gauge(
+            p + "fresh_paused", "1 while the fresh path cuts no batch (too many unloaded)", ["tier"], registry=r
+        )
         self.ingest_to_queryable = LatencySample(sample_size)
         self.landed_to_queryable = LatencySample(sample_size)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from replicator import generation
+from replicator import generation, records
 from replicator.claims import PartitionClaims
 from replicator.errors import StoreError
 from replicator.finalize import Finalizer, FinalizeSettings
@@ -27,6 +27,7 @@ from replicator.landing import Lander
 from replicator.layout import Partition
 from replicator.manifest import Manifest
 from replicator.metrics import Metrics
+from replicator.scan import list_manifests
 from replicator.store import Created, MemoryStore
 from replicator.synth import make_envelope
 from service.catalog import load_catalog
@@ -53,8 +54,8 @@ class HookStore(MemoryStore):
     """A MemoryStore that calls ``on_read`` before each read and counts manifest creates that found the name taken
     (lost commit races)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: Callable[[], dt.datetime] | None = None) -> None:
+        super().__init__(clock)
         self.on_read: Callable[[str], None] = lambda name: None
         self.lost_races = 0
         self._count = threading.Lock()
@@ -80,10 +81,10 @@ def worker(store: HookStore, clock: Callable[[], dt.datetime], name: str, ttl: d
     return Finalizer(store, CAT, metrics, settings, clock=clock, claims=claims)
 
 
-def land(store: HookStore, hour: dt.datetime, n: int, tag: str = "e") -> None:
+def land(store: HookStore, hour: dt.datetime, n: int, tag: str = "e", payload: int = 0) -> None:
     lander = Lander(store, ["ads_click"], Metrics())
     for i in range(n):
-        env = make_envelope("ads_click", [f"{tag}{hour:%H}-{i}"], hour + dt.timedelta(minutes=5))
+        env = make_envelope("ads_click", [f"{tag}{hour:%H}-{i}"], hour + dt.timedelta(minutes=5), payload_bytes=payload)
         lander.land(env.data, env.attributes)
 
 
@@ -274,3 +275,152 @@ def test_two_finalizers_at_once_commit_every_partition_once_and_lose_no_race() -
     assert store.lost_races == 0, "two finalizers merged the same partition"
     assert results["a"] and results["b"], "the partitions were not shared out"
     assert claim_names(store) == []
+
+
+def test_a_leftover_claim_of_the_same_writer_is_taken_back_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    store, clock = HookStore(), Clock()
+    a = worker(store, clock, "a")
+    land(store, H1, 2)
+    assert a.claims is not None and a.claims.acquire(P1) is not None  # never released (a failed delete, say)
+    with caplog.at_level("INFO", logger="replicator.claims"):
+        assert parts(a.run_pass(["ads_click"], closable)) == [P1]
+    assert claims_of(a, "acquired") == 2 and claims_of(a, "taken_over") == 0
+    assert not [r for r in caplog.records if "took over" in r.getMessage()]
+    assert claim_names(store) == []
+
+
+def test_a_peer_that_took_the_claim_over_gets_the_partition_and_the_stalled_worker_leaves_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, clock = HookStore(), Clock()
+    a, b = worker(store, clock, "a"), worker(store, clock, "b")
+    land(store, H1, 6)
+    real_decode = generation.decode_landed
+    calls = []
+
+    def stall_once(data: bytes, metadata: Mapping[str, str]) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # worker a stalls past its ttl; b takes the partition over and commits it
+            clock.now += TTL + dt.timedelta(seconds=1)
+            monkeypatch.setattr(generation, "decode_landed", real_decode)
+            assert parts(b.run_pass(["ads_click"], closable)) == [P1]
+            monkeypatch.setattr(generation, "decode_landed", stall_once)
+        return real_decode(data, metadata)
+
+    monkeypatch.setattr(generation, "decode_landed", stall_once)
+    assert a.run_pass(["ads_click"], closable) == []
+    assert claims_of(a, "lost") == 1 and claims_of(b, "taken_over") == 1
+    assert len(calls) == 2, "worker a left the partition at its first step after the stall"
+    assert store.lost_races == 0 and a.failures == 0
+    assert [m.generation for _, m in list_manifests(store, ["ads_click"])] == [1]
+
+
+def test_a_stopping_worker_starts_no_partition_and_leaves_its_current_one_releasing_the_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, clock = HookStore(), Clock()
+    a = worker(store, clock, "a")
+    stop = threading.Event()
+    a.stopping = stop.is_set
+    land(store, H1, 4)
+    land(store, H2, 4)
+    real_decode = generation.decode_landed
+
+    def stop_midway(data: bytes, metadata: Mapping[str, str]) -> Any:
+        stop.set()  # SIGTERM while the first partition is merged
+        return real_decode(data, metadata)
+
+    monkeypatch.setattr(generation, "decode_landed", stop_midway)
+    assert a.run_pass(["ads_click"], closable) == []
+    assert list(list_manifests(store, ["ads_click"])) == [] and claim_names(store) == []
+    assert claims_of(a, "acquired") == 1, "the second partition was not started"
+    assert a.failures == 0
+    b = worker(store, clock, "b")  # another worker takes both at once: no claim left to expire
+    assert parts(b.run_pass(["ads_click"], closable)) == [P1, P2]
+
+
+def test_a_claim_a_failed_create_may_have_stored_is_released() -> None:
+    class StoredThenFailed(HookStore):
+        def create_if_absent(
+            self, name: str, data: bytes, metadata: Mapping[str, str] | None = None, content_type: str | None = None
+        ) -> Created:
+            super().create_if_absent(name, data, metadata, content_type)
+            raise StoreError("create", name, "reset after the upload", transient=True)
+
+    store, clock = StoredThenFailed(), Clock()
+    with pytest.raises(StoreError):
+        PartitionClaims(store, "a", TTL, Metrics(), clock).acquire(P1)
+    assert claim_names(store) == [], "a stored claim nobody holds would block the peers for a ttl"
+
+
+def test_a_peer_claim_from_a_clock_far_ahead_expires_within_a_ttl_of_the_readers_clock() -> None:
+    clock = Clock()
+    store = HookStore(clock)  # the store's clock is right; worker a's runs an hour ahead
+    ahead = Clock(NOW + dt.timedelta(hours=1))
+    assert PartitionClaims(store, "a", TTL, Metrics(), ahead).acquire(P1) is not None  # then a dies
+    b = PartitionClaims(store, "b", TTL, Metrics(), clock)
+    assert b.acquire(P1) is None
+    clock.now += TTL + dt.timedelta(seconds=1)
+    assert b.acquire(P1) is not None, "a dead worker's claim outlived a ttl by its clock's skew"
+
+
+def test_a_long_read_of_earlier_generations_renews_the_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, clock = HookStore(), Clock()
+    a, b = worker(store, clock, "a"), worker(store, clock, "b")
+    a.settings = FinalizeSettings(target_file_bytes=1024, writer="a")  # generation 1: many small files
+    land(store, H1, 12, payload=3000)
+    assert parts(a.run_pass(["ads_click"], closable)) == [P1]
+    [(_, g1)] = list_manifests(store, ["ads_click"])
+    assert len(g1.files) >= 2
+    land(store, H1, 1, tag="late")  # a delta: its finalizer reads generation 1's files for their ids
+    a2 = worker(store, clock, "a2")  # a fresh process: no id cache
+    peer_found: list[bool] = []
+    real = records.decode_rows
+
+    def slow_decode(data: bytes, category: Any) -> Any:
+        clock.now += dt.timedelta(seconds=40)  # two files: 80 s against a 60 s claim
+        assert b.claims is not None
+        peer_found.append(b.claims.acquire(P1) is not None)
+        return real(data, category)
+
+    monkeypatch.setattr(records, "decode_rows", slow_decode)
+    assert [m.generation for m in a2.run_pass(["ads_click"], closable)] == [2]
+    assert len(peer_found) == len(g1.files) and not any(peer_found)
+
+
+def test_a_stalled_holders_release_keeps_the_claim_of_whoever_came_after() -> None:
+    store, clock = HookStore(), Clock()
+    a, b, c = (PartitionClaims(store, w, TTL, Metrics(), clock) for w in ("a", "b", "c"))
+    stale = a.acquire(P1)
+    assert stale is not None
+    clock.now += TTL + dt.timedelta(seconds=1)  # a stalls; b takes over, finishes and releases; c claims anew
+    taker = b.acquire(P1)
+    assert taker is not None
+    taker.release()
+    fresh = c.acquire(P1)
+    assert fresh is not None and fresh.name == stale.name, "epochs restart in an empty folder"
+    stale.release()
+    assert claim_names(store) == [fresh.name], "the stalled holder deleted a live claim of the same epoch"
+
+
+def test_long_data_file_uploads_renew_the_claim() -> None:
+    store, clock = HookStore(), Clock()
+    a, b = worker(store, clock, "a"), worker(store, clock, "b")
+    a.settings = FinalizeSettings(target_file_bytes=1024, writer="a")
+    lander = Lander(store, ["ads_click"], Metrics())
+    one = make_envelope("ads_click", [f"u{i}" for i in range(60)], H1 + dt.timedelta(minutes=5), payload_bytes=3000)
+    lander.land(one.data, one.attributes)  # one staging object, many data files: no staging read in between
+    peer_found: list[bool] = []
+    real_create = store.create_if_absent
+
+    def slow_upload(name: str, data: bytes, *args: Any, **kw: Any) -> Created:
+        res = real_create(name, data, *args, **kw)
+        if "/part-g" in name:
+            clock.now += dt.timedelta(seconds=40)
+            assert b.claims is not None
+            peer_found.append(b.claims.acquire(P1) is not None)
+        return res
+
+    store.create_if_absent = slow_upload  # type: ignore[method-assign]
+    assert parts(a.run_pass(["ads_click"], closable)) == [P1]
+    assert len(peer_found) >= 3 and not any(peer_found), "the claim expired during the uploads"
