@@ -72,6 +72,7 @@ soak: install install-emulators
 bench: install install-emulators
 	$(VENV)/bin/logpipe bench ingest
 	$(VENV)/bin/logpipe bench replicate
+	$(VENV)/bin/logpipe bench finalize
 	$(VENV)/bin/logpipe bench e2e
 
 # Terraform offline: fmt, validate (module + examples) and `terraform test` through the fake providers in

@@ -261,7 +261,7 @@ class Finalizer:
         if not res.created:
             theirs = Manifest.from_json(self.store.read(name))
             if theirs.token == token and theirs.sources == sources:
-                log.info("manifest %s was already committed by an earlier attempt of this writer", name)
+                log.info("manifest %s already commits these files (an earlier attempt, or a peer's merge)", name)
                 return name, theirs
             log.info("lost the commit race for %s to %s; retrying as the next generation", name, theirs.writer)
             ours = set(manifest.file_names) - set(theirs.file_names)

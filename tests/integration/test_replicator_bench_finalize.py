@@ -32,5 +32,5 @@ def test_small_finalize_bench_commits_everything_in_both_phases(tmp_path: Path) 
     for phase in ("no_claims", "claims"):
         assert report[phase]["events"] == 3 * 2000, phase  # every landed event committed once, in generation 1
         assert report[phase]["worker_cpu_seconds"] > 0
-    assert report["claims"]["lost_races"] == 0, "with claims, two workers merged the same partition"
+    assert report["claims"]["merged_twice"] == 0, "with claims, two workers merged the same partition"
     assert report["claims_vs_no_claims"] > 0
