@@ -95,6 +95,20 @@ def under_claim(
             claim.release()
 
 
+def holder(store: ObjectStore, p: Partition, now: dt.datetime, prefix: str = PREFIX) -> tuple[str, dt.datetime] | None:
+    """(writer, expiry) of the live claim on ``p`` at ``now`` by its holder's ``expires_ms``, or None: for
+    ``logpipe partitions``, which knows no ttl. Raises ``StoreError``."""
+    infos = [i for i in store.list(f"{prefix}/{p.path}/") if _EPOCH_RE.search(i.name)]
+    if not infos:
+        return None
+    top = max(infos, key=lambda i: i.name)  # 8-digit epochs sort by name
+    try:
+        expires = int(top.metadata.get("expires_ms", "0"))
+    except ValueError:
+        return None
+    return (top.metadata.get("writer", "?"), _UNIX + expires * _MS) if expires > _ms(now) else None
+
+
 @dataclass
 class PartitionClaims:
     """Claims of one worker (``writer``) in ``store``. Thread-safe: no mutable state; each ``Claim`` is used by the

@@ -23,7 +23,8 @@ def partitions(
     catalog: Annotated[str | None, typer.Option(help="Catalog YAML (env LOGPIPE_CATALOG).")] = None,
     gcs_deadline: Annotated[float | None, _GCS_DEADLINE] = None,
 ) -> None:
-    """List partitions with their state (open / committed / complete), events, files and manifests.
+    """List partitions with their state (open / committed / complete), events, files and manifests, and which
+    worker holds the finalization claim of a partition being finalized now.
 
     Exit 1 when the bucket cannot be read, 2 on a usage error."""
     cfg = _config(
@@ -37,17 +38,22 @@ def partitions(
     )
     cat = _catalog(cfg.catalog_path)
     cats = _categories(cat, category)
+    import datetime as dt
+
     from replicator import clients
+    from replicator.claims import holder
     from replicator.errors import StoreError
     from replicator.scan import committed_partitions, read_partition, staged_partitions
 
     store = clients.object_store(cfg)
+    now = dt.datetime.now(dt.UTC)
     rows = []
     try:
         for name in cats:
             parts = set(staged_partitions(store, name)) | committed_partitions(store, name)
             for p in sorted(parts):
                 s = read_partition(store, p)
+                claim = holder(store, p, now) if s.pending else None
                 rows.append(
                     {
                         "category": p.category,
@@ -60,6 +66,8 @@ def partitions(
                         "staging": len(s.staging),
                         "manifests": [n for n, _ in s.manifests],
                         "success": s.success,
+                        "claimed_by": claim[0] if claim else None,
+                        "claim_expires": claim[1].isoformat() if claim else None,
                     }
                 )
     except StoreError as exc:
@@ -73,9 +81,19 @@ def partitions(
     from rich.table import Table
 
     table = Table(title="partitions")
-    cols = ("category", "partition", "state", "generations", "committed_events", "files", "pending_staging")
+    cols: tuple[str, ...] = (
+        "category",
+        "partition",
+        "state",
+        "generations",
+        "committed_events",
+        "files",
+        "pending_staging",
+    )
+    if any(r["claimed_by"] for r in rows):  # a worker is finalizing it now
+        cols = (*cols, "claimed_by")
     for col in cols:
         table.add_column(col)
     for r in rows:
-        table.add_row(*(str(r[c]) for c in cols))
+        table.add_row(*(str(r[c] or "") if c == "claimed_by" else str(r[c]) for c in cols))
     Console().print(table)

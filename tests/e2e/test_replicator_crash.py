@@ -124,6 +124,7 @@ def test_late_data_after_commit_becomes_a_delta_generation(local_cloud: Endpoint
             31,
             0,
         )
+        assert (row["claimed_by"], row["claim_expires"]) == (None, None)  # nobody finalizes it now
         counts = iso.committed()
         assert len(counts) == 31 and set(counts.values()) == {1}
     finally:

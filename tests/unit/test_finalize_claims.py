@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from replicator import generation, records
-from replicator.claims import PartitionClaims
+from replicator.claims import PartitionClaims, holder
 from replicator.errors import StoreError
 from replicator.finalize import Finalizer, FinalizeSettings
 from replicator.landing import Lander
@@ -424,3 +424,20 @@ def test_long_data_file_uploads_renew_the_claim() -> None:
     store.create_if_absent = slow_upload  # type: ignore[method-assign]
     assert parts(a.run_pass(["ads_click"], closable)) == [P1]
     assert len(peer_found) >= 3 and not any(peer_found), "the claim expired during the uploads"
+
+
+def test_partitions_shows_the_live_claims_holder() -> None:
+    """``logpipe partitions`` reports ``claimed_by`` through ``claims.holder``: live, expired, released."""
+    store, clock = HookStore(), Clock()
+    a = PartitionClaims(store, "host-a:7", TTL, Metrics(), clock)
+    assert holder(store, P1, clock.now) is None
+    claim = a.acquire(P1)
+    assert claim is not None
+    assert holder(store, P1, clock.now) == ("host-a:7", clock.now + TTL)
+    clock.now += TTL / 2
+    claim.renew_if_due()
+    assert holder(store, P1, clock.now) == ("host-a:7", clock.now + TTL), "the renewed epoch is the claim"
+    clock.now += TTL
+    assert holder(store, P1, clock.now) is None, "expired"
+    claim.release()
+    assert holder(store, P1, clock.now) is None
