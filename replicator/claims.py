@@ -48,6 +48,8 @@ from replicator.store import ObjectStore
 
 log = logging.getLogger(__name__)
 PREFIX = "claims"
+#: ``logpipe replicate --finalize-claim-seconds`` default.
+DEFAULT_TTL = dt.timedelta(seconds=180)
 _EPOCH_RE = re.compile(r"/e(\d{8})$")
 _UNIX = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
@@ -95,15 +97,18 @@ def under_claim(
             claim.release()
 
 
-def holder(store: ObjectStore, p: Partition, now: dt.datetime, prefix: str = PREFIX) -> tuple[str, dt.datetime] | None:
-    """(writer, expiry) of the live claim on ``p`` at ``now`` by its holder's ``expires_ms``, or None: for
-    ``logpipe partitions``, which knows no ttl. Raises ``StoreError``."""
+def holder(
+    store: ObjectStore, p: Partition, now: dt.datetime, ttl: dt.timedelta = DEFAULT_TTL, prefix: str = PREFIX
+) -> tuple[str, dt.datetime] | None:
+    """(writer, expiry) of the live claim on ``p`` at ``now``, or None: for ``logpipe partitions``, which cannot
+    know the workers' ttl and assumes the default one (the expiry is capped at the object's creation + ``ttl``, as
+    ``acquire`` caps it). Raises ``StoreError``."""
     infos = [i for i in store.list(f"{prefix}/{p.path}/") if _EPOCH_RE.search(i.name)]
     if not infos:
         return None
     top = max(infos, key=lambda i: i.name)  # 8-digit epochs sort by name
     try:
-        expires = int(top.metadata.get("expires_ms", "0"))
+        expires = min(int(top.metadata.get("expires_ms", "0")), _ms(top.updated + ttl))
     except ValueError:
         return None
     return (top.metadata.get("writer", "?"), _UNIX + expires * _MS) if expires > _ms(now) else None

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from replicator.claims import DEFAULT_TTL
 from replicator.crash import CrashPoints
 from replicator.errors import ConfigError
 
@@ -59,7 +60,7 @@ class ReplicatorConfig(BaseModel):
     finalize_full_scan_seconds: float = Field(default=3600.0, gt=0)
     #: A worker's finalizer works on a partition only under a claim that lives this long after its last renewal
     #: (``replicator/claims.py``); 0 turns claims off (every worker works on every closable partition).
-    finalize_claim_seconds: float = Field(default=180.0, ge=0)
+    finalize_claim_seconds: float = Field(default=DEFAULT_TTL.total_seconds(), ge=0)
     finalize: bool = True
     max_messages: int = Field(default=64, ge=1)
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=MAX_PUBSUB_MESSAGE)

@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from replicator.bigquery import names
 from replicator.bigquery.committed import Target
 from replicator.bigquery.errors import LoadFailed, LoadPending
-from replicator.bigquery.fresh_convert import Converter
+from replicator.bigquery.fresh_convert import Converter, recent_staging
 from replicator.bigquery.hours import NONE_COMPLETE, CompleteHours, first_day, is_complete, staging_prefixes
 from replicator.bigquery.jobs import LoadRunner, LoadSpec
 from replicator.bigquery.metrics import LoaderMetrics
@@ -59,7 +59,6 @@ from replicator.errors import ObjectNotFound
 from replicator.layout import Layout, parse_partition_dir
 from replicator.store import ObjectInfo, ObjectStore
 from service.catalog import Category
-from service.client.ids import uuid7_lower_bound
 
 log = logging.getLogger(__name__)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -81,12 +80,14 @@ class BatchLimits:
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    """A known batch: its staging objects, the newest UTC day of their partitions (``date.max`` if unknown), and
-    those not seen in a ``done_sources`` yet (at first the same tuple as ``sources``: no copy)."""
+    """A known batch: its staging objects, the newest UTC day of their partitions (``date.max`` if unknown), those
+    not seen in a ``done_sources`` yet (at first the same tuple as ``sources``: no copy), and their partitions
+    (None if a name does not parse)."""
 
     sources: tuple[str, ...]
     newest: dt.date
     waiting: tuple[str, ...]
+    hours: frozenset[tuple[str, dt.datetime]] | None
 
 
 class FreshLoader:
@@ -151,8 +152,14 @@ class FreshLoader:
 
     def _batch(self, sources: Iterable[str]) -> _Batch:
         srcs, prefix = tuple(sources), self._layout.staging_prefix
-        days = (p.hour.date() if (p := parse_partition_dir(s, prefix)) else dt.date.max for s in srcs)
-        return _Batch(srcs, max(days, default=dt.date.max), srcs)
+        parts = {parse_partition_dir(f"{d}/", prefix) for d in {s.rpartition("/")[0] for s in srcs}}
+        days = (p.hour.date() if p else dt.date.max for p in parts)
+        hours = None if None in parts else frozenset((p.category, p.hour) for p in parts if p)
+        return _Batch(srcs, max(days, default=dt.date.max), srcs, hours)
+
+    def _unloaded(self, oldest: dt.date) -> int:
+        """Staging names held by the batches not loaded (pending or failed) of the fresh window's days."""
+        return sum(len(b.sources) for bid, b in self._batches.items() if bid not in self._loaded and b.newest >= oldest)
 
     def run(
         self, committed_sources: frozenset[str], done_sources: frozenset[str], complete: CompleteHours = NONE_COMPLETE
@@ -173,16 +180,19 @@ class FreshLoader:
                 continue
             events += self._load_batch(bid, known.sources)
         batched = {s for b in self._batches.values() for s in b.sources}
-        unloaded = sum(len(b.sources) for bid, b in self._batches.items() if bid not in self._loaded)
-        self._pause(unloaded)
+        self._pause(unloaded := self._unloaded(oldest))
         closed_before = self._clock() - self._grace
         slots: dict[int, list[ObjectInfo]] = {}
-        for o in self._list_staging(complete):
+        budget = 0 if self._paused else self._limits.max_unloaded_objects - unloaded  # paused: F2 lists nothing
+        for o in self._list_staging(complete) if budget > 0 else ():
             if o.name in batched or o.name in committed_sources:
                 continue
             slot = int((o.updated - _EPOCH) / self._slot)
             if _EPOCH + (slot + 1) * self._slot <= closed_before:
                 slots.setdefault(slot, []).append(o)
+                budget -= 1
+                if budget <= 0:  # G4: the rest is cut by a later pass
+                    break
         for slot in sorted(slots):  # F2, F3
             for batch in self._cut(slots[slot]):
                 if self._paused:
@@ -196,15 +206,18 @@ class FreshLoader:
                 events += self._load_batch(bid, sources, {o.name: o for o in batch})
                 self._pause(unloaded := unloaded + (0 if bid in self._loaded else len(sources)))
         self._cleanup(committed_sources, done_sources, oldest, complete)
+        self._pause(self._unloaded(oldest))
         pending = [b for b in self._batches if b not in self._loaded and b not in self._failed]
         self._metrics.pending.labels("fresh").set(len(pending))
         return events
 
     def _pause(self, unloaded: int) -> None:
-        """Pause (or resume) new batches and conversion by the names the unloaded batches hold (``BatchLimits``)."""
-        paused = unloaded >= self._limits.max_unloaded_objects
+        """Pause new batches and conversion once the unloaded batches hold ``BatchLimits.max_unloaded_objects``
+        names; resume once they hold half as many (no flapping at the limit)."""
+        limit = self._limits.max_unloaded_objects
+        paused = unloaded > limit // 2 if self._paused else unloaded >= limit
         if paused != self._paused:
-            state, limit = "paused" if paused else "resumed", self._limits.max_unloaded_objects
+            state = "paused" if paused else "resumed"
             msg = "fresh path of %s %s: %d staging objects in batches not loaded (limit %d)"
             log.log(logging.WARNING if paused else logging.INFO, msg, self._tier, state, unloaded, limit)
         self._paused = paused
@@ -266,18 +279,12 @@ class FreshLoader:
         (``BatchLimits.max_unloaded_objects``)."""
         if self._paused:
             return 0
-        now = self._clock()
-        since = "" if self._convert_lookback is None else uuid7_lower_bound(now - self._convert_lookback)
         batched = {s for b in self._batches.values() for s in b.sources}
-        todo: dict[str, ObjectInfo] = {}
-        for name in self._by_name:
-            for hour in (now - dt.timedelta(hours=1), now):
-                if is_complete(complete, name, hour):
-                    continue
-                prefix = f"{self._layout.staging_prefix}/{name}/{hour:%Y/%m/%d/%H}/"
-                for o in self._store.list(prefix, start_offset=prefix + since if since else ""):
-                    if o.name not in self._conv.converted and o.name not in batched and o.name not in committed_sources:
-                        todo[o.name] = o
+        skip = (self._conv.converted, batched, committed_sources)
+        recent = recent_staging(
+            self._store, self._by_name, self._layout, self._clock(), self._convert_lookback, complete
+        )
+        todo = {o.name: o for o in recent if not any(o.name in names_ for names_ in skip)}
         return self._conv.convert(sorted(todo), todo)
 
     def _cleanup(
@@ -285,15 +292,21 @@ class FreshLoader:
     ) -> None:
         """F4: a batch is cleaned once it is loaded and every one of its objects has been in a ``done`` (loaded
         manifests only ever stay loaded). Every batch notes what it sees, loaded or not: the committed path drops a
-        name once a pass has seen it. Also forgets (G4) the batches of days before ``oldest`` (module docstring), and
-        the objects converted ahead that a commit consumed, or whose hour completed, before any batch took them: no
-        batch ever will. Both leave their files to the lifecycle rule on ``bq/fresh/`` (another loader's pending
+        name once a pass has seen it. Also forgets (G4) the batches of days before ``oldest`` (module docstring), the
+        batches given up (``LoadFailed``) whose hours are all complete (the committed path shows their events; their
+        record is deleted, so a restart does not try them again), and the objects converted ahead
+        that a commit consumed, or whose hour completed, before any batch took them: no batch ever will. All leave
+        their files to the lifecycle rule on ``bq/fresh/`` (another loader's pending
         batch may hold them)."""
         for bid, batch in list(self._batches.items()):
             if any(s in done for s in batch.waiting):
                 batch = self._batches[bid] = replace(batch, waiting=tuple(s for s in batch.waiting if s not in done))
             cleaned = bid in self._loaded and not batch.waiting
-            if not cleaned and batch.newest >= oldest:
+            hours = batch.hours
+            moot = bid in self._failed and hours is not None and all(is_complete(complete, *h) for h in hours)
+            if moot:  # given up, and every hour complete: the committed path shows its events (no resurrection)
+                self._store.delete(names.fresh_record(self._tier, bid))
+            elif not cleaned and batch.newest >= oldest:
                 continue
             for src in batch.sources:
                 if cleaned:

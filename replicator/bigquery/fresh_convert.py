@@ -10,22 +10,43 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from replicator.bigquery import fresh_rows, names
+from replicator.bigquery.hours import CompleteHours, is_complete
 from replicator.bigquery.metrics import LoaderMetrics
 from replicator.errors import ObjectNotFound
 from replicator.landed import decode_landed
+from replicator.layout import Layout
 from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
 from service import envelope as envelope_format
 from service.catalog import Category
+from service.client.ids import uuid7_lower_bound
 
 log = logging.getLogger(__name__)
 _READERS = 8
 _EXISTS = object()
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_TRACKED = 20_000  # staging objects whose latency is tracked until their load (bounded memory)
+
+
+def recent_staging(
+    store: ObjectStore,
+    by_name: Mapping[str, Category],
+    layout: Layout,
+    now: dt.datetime,
+    lookback: dt.timedelta | None,
+    complete: CompleteHours,
+) -> Iterator[ObjectInfo]:
+    """The staging objects of the current and the previous hour of each category, unless known complete; each hour
+    listed from the UUIDv7 start offset of ``now - lookback`` (whole hours for None: fresh.py's module docstring)."""
+    since = "" if lookback is None else uuid7_lower_bound(now - lookback)
+    for name in by_name:
+        for hour in (now - dt.timedelta(hours=1), now):
+            if not is_complete(complete, name, hour):
+                prefix = f"{layout.staging_prefix}/{name}/{hour:%Y/%m/%d/%H}/"
+                yield from store.list(prefix, start_offset=prefix + since if since else "")
 
 
 class Converter:

@@ -4,6 +4,7 @@ table or as JSON lines.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from typing import Annotated
@@ -38,8 +39,6 @@ def partitions(
     )
     cat = _catalog(cfg.catalog_path)
     cats = _categories(cat, category)
-    import datetime as dt
-
     from replicator import clients
     from replicator.claims import holder
     from replicator.errors import StoreError
