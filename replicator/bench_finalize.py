@@ -15,7 +15,6 @@ no-claims phase is the baseline: the protocol without coordination.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from replicator.bench_report import write_report
 
 PHASES = (("no_claims", "0"), ("claims", "180"))
 
@@ -138,12 +139,7 @@ def run_bench(partitions: int, events: int, per_envelope: int, size: int, worker
                     store.delete(info.name)
             report[name] = _phase(env, work, store, hours, workers, claim)
     report["claims_vs_no_claims"] = report["claims"]["events_per_s"] / report["no_claims"]["events_per_s"]
-    report["loadavg_at_end"] = os.getloadavg()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"finalize-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    report["path"] = str(path)
-    return report
+    return write_report(report, out_dir, "finalize")
 
 
 def print_table(report: Any) -> None:

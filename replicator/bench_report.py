@@ -6,7 +6,22 @@ writes, except ``print_table``, which prints.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+from pathlib import Path
 from typing import Any
+
+
+def write_report(report: dict[str, Any], out_dir: Path, kind: str) -> dict[str, Any]:
+    """Record ``loadavg_at_end``, write ``report`` to ``<out_dir>/<kind>-<UTC time>.json`` and return it with its
+    ``path`` (``logpipe bench replicate`` and ``finalize``)."""
+    report["loadavg_at_end"] = os.getloadavg()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{kind}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    report["path"] = str(path)
+    return report
 
 
 def print_table(report: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ Blocks for the whole run; raises ``RuntimeError`` when a child fails.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import signal
@@ -25,7 +24,7 @@ from typing import Any
 import requests
 import yaml
 
-from replicator.bench_report import standin_ceiling
+from replicator.bench_report import standin_ceiling, write_report
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -286,9 +285,4 @@ def run_bench(
         }
         publisher.transport.close()
         subscriber.close()
-    report["loadavg_at_end"] = os.getloadavg()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"replicate-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    report["path"] = str(path)
-    return report
+    return write_report(report, out_dir, "replicate")
