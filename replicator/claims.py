@@ -9,7 +9,7 @@ Claims are advisory. Correctness (no loss, no duplicate) never depends on them: 
 settles every race (docs/design.md, "Commit protocol"). A claim that is lost, stolen, expired or never deleted costs
 duplicated work or a delay of at most ``ttl`` (plus a finalizer interval), nothing else.
 
-Objects (everything a reader needs is in the listing: ``writer`` and ``expires_ms`` are custom metadata):
+Objects (everything a reader needs is in the listing: ``writer``, ``expires_ms`` and ``nonce`` are custom metadata):
   claims/<category>/YYYY/MM/DD/HH/e<EPOCH>        EPOCH: 8 digits, 1-based
 A claim is the object with the highest epoch of its partition; it is live until ``expires_ms`` (its holder's clock,
 epoch milliseconds; never later than a ttl after the store created the object). Taking a partition creates epoch
@@ -44,7 +44,7 @@ from typing import TypeVar
 from replicator.errors import StoreError
 from replicator.layout import Partition
 from replicator.metrics import Metrics
-from replicator.store import ObjectStore
+from replicator.store import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
 PREFIX = "claims"
@@ -97,21 +97,30 @@ def under_claim(
             claim.release()
 
 
+def _top(store: ObjectStore, directory: str) -> tuple[list[tuple[int, ObjectInfo]], tuple[int, ObjectInfo] | None]:
+    """Every epoch object under ``directory`` (as (epoch, info)), and the highest: the claim."""
+    epochs = [(int(m.group(1)), info) for info in store.list(directory) if (m := _EPOCH_RE.search(info.name))]
+    return epochs, max(epochs, key=lambda e: e[0], default=None)
+
+
+def _expires_ms(info: ObjectInfo, ttl: dt.timedelta) -> int:
+    """When the claim ``info`` expires: its holder's ``expires_ms``, but never later than a ttl after the store
+    created it (a holder's clock running ahead); 0 (expired) when unreadable."""
+    try:
+        return min(int(info.metadata.get("expires_ms", "0")), _ms(info.updated + ttl))
+    except ValueError:
+        return 0
+
+
 def holder(
     store: ObjectStore, p: Partition, now: dt.datetime, ttl: dt.timedelta = DEFAULT_TTL, prefix: str = PREFIX
 ) -> tuple[str, dt.datetime] | None:
     """(writer, expiry) of the live claim on ``p`` at ``now``, or None: for ``logpipe partitions``, which cannot
-    know the workers' ttl and assumes the default one (the expiry is capped at the object's creation + ``ttl``, as
-    ``acquire`` caps it). Raises ``StoreError``."""
-    infos = [i for i in store.list(f"{prefix}/{p.path}/") if _EPOCH_RE.search(i.name)]
-    if not infos:
+    know the workers' ttl and assumes the default one. Raises ``StoreError``."""
+    _, top = _top(store, f"{prefix}/{p.path}/")
+    if top is None or (expires := _expires_ms(top[1], ttl)) <= _ms(now):
         return None
-    top = max(infos, key=lambda i: i.name)  # 8-digit epochs sort by name
-    try:
-        expires = min(int(top.metadata.get("expires_ms", "0")), _ms(top.updated + ttl))
-    except ValueError:
-        return None
-    return (top.metadata.get("writer", "?"), _UNIX + expires * _MS) if expires > _ms(now) else None
+    return top[1].metadata.get("writer", "?"), _UNIX + expires * _MS
 
 
 @dataclass
@@ -132,19 +141,12 @@ class PartitionClaims:
     def acquire(self, p: Partition) -> Claim | None:
         """Claim ``p`` for this writer, or None while another writer's claim on it is live. See the module contract."""
         directory = self.directory(p)
-        epochs = [(int(m.group(1)), info) for info in self.store.list(directory) if (m := _EPOCH_RE.search(info.name))]
-        top = max(epochs, key=lambda e: e[0], default=None)
-        now = _ms(self.clock())
+        epochs, top = _top(self.store, directory)
         holder = top[1].metadata.get("writer", "") if top else ""
-        if top is not None and holder != self.writer:
-            try:  # a holder's clock ahead cannot keep a claim past a ttl after the store created it
-                expires = min(int(top[1].metadata.get("expires_ms", "0")), _ms(top[1].updated + self.ttl))
-            except ValueError:
-                expires = 0  # unreadable: treated as expired
-            if expires > now:
-                self.metrics.finalize_claims.labels("held_elsewhere").inc()
-                log.debug("%s is claimed by %s until %d ms; skipped", directory, holder, expires)
-                return None
+        if top is not None and holder != self.writer and (expires := _expires_ms(top[1], self.ttl)) > _ms(self.clock()):
+            self.metrics.finalize_claims.labels("held_elsewhere").inc()
+            log.debug("%s is claimed by %s until %d ms; skipped", directory, holder, expires)
+            return None
         claim = Claim(self, p, (top[0] if top else 0) + 1)
         try:
             created = claim.create()

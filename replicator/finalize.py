@@ -162,7 +162,7 @@ class Finalizer:
         self._schedule.completed(now, days)
         return committed
 
-    def finalize_partition(self, p: Partition, tick: Callable[[], None] | None = None) -> list[Manifest]:
+    def finalize_partition(self, p: Partition, tick: Callable[[], None] = _no_tick) -> list[Manifest]:
         """Commit every pending staging object of ``p``, then ensure ``_SUCCESS``. See the module contract.
 
         ``tick`` is called before each step that can take long (each object read, each data file written, each
@@ -175,7 +175,6 @@ class Finalizer:
         """
         committed: list[Manifest] = []
         losses = 0
-        tick = tick or _no_tick
         while True:
             tick()
             state = read_partition(self.store, p, self.layout)

@@ -6,9 +6,8 @@ Lifecycle:
   * ``stop()`` (SIGTERM/SIGINT) cancels the pulls so no new message arrives (messages queued but not started are
     nacked by the client), waits up to ``drain_timeout`` for running callbacks (each lands and acks, or nacks),
     stops the finalizer (it starts no partition, and leaves the one it works on at its next step, releasing its
-    claim), and returns. Whatever still runs is abandoned: the entry point then
-    ends the process with ``os._exit`` (no waiting on stuck threads); the messages stay unacked and Pub/Sub
-    redelivers them; landing is idempotent.
+    claim), and returns. Whatever still runs is abandoned: the entry point then ends the process with ``os._exit``
+    (no waiting on stuck threads); the messages stay unacked and Pub/Sub redelivers them; landing is idempotent.
   * Closability (docs/design.md, "Watermark"): W = min(now, publish time of the oldest message held (queued in the
     scheduler or running), oldest publish time among the messages started in the last ``receive_window``); a
     partition is closable when W >= hour end + lateness, and so is every live worker's W of its tier

@@ -193,10 +193,8 @@ class FreshLoader:
                 budget -= 1
                 if budget <= 0:  # G4: the rest is cut by a later pass
                     break
-        for slot in sorted(slots):  # F2, F3
+        for slot in sorted(slots):  # F2, F3 (the budget keeps what they add within the limit)
             for batch in self._cut(slots[slot]):
-                if self._paused:
-                    break
                 sources = tuple(o.name for o in batch)
                 bid = names.batch_id(sources)
                 record = json.dumps({"tier": self._tier, "slot": slot, "sources": list(sources)}).encode()
@@ -204,7 +202,6 @@ class FreshLoader:
                 self._store.create_if_absent(name, record, content_type="application/json")
                 self._batches[bid] = self._batch(sources)
                 events += self._load_batch(bid, sources, {o.name: o for o in batch})
-                self._pause(unloaded := unloaded + (0 if bid in self._loaded else len(sources)))
         self._cleanup(committed_sources, done_sources, oldest, complete)
         self._pause(self._unloaded(oldest))
         pending = [b for b in self._batches if b not in self._loaded and b not in self._failed]
@@ -294,10 +291,9 @@ class FreshLoader:
         manifests only ever stay loaded). Every batch notes what it sees, loaded or not: the committed path drops a
         name once a pass has seen it. Also forgets (G4) the batches of days before ``oldest`` (module docstring), the
         batches given up (``LoadFailed``) whose hours are all complete (the committed path shows their events; their
-        record is deleted, so a restart does not try them again), and the objects converted ahead
-        that a commit consumed, or whose hour completed, before any batch took them: no batch ever will. All leave
-        their files to the lifecycle rule on ``bq/fresh/`` (another loader's pending
-        batch may hold them)."""
+        record is deleted, so a restart does not try them again), and the objects converted ahead that a commit
+        consumed, or whose hour completed, before any batch took them: no batch ever will. All leave their files to
+        the lifecycle rule on ``bq/fresh/`` (another loader's pending batch may hold them)."""
         for bid, batch in list(self._batches.items()):
             if any(s in done for s in batch.waiting):
                 batch = self._batches[bid] = replace(batch, waiting=tuple(s for s in batch.waiting if s not in done))
