@@ -29,9 +29,19 @@ from service.catalog import Category, FileFormat
 #: (values, NULL rules), ``records.RowFileWriter`` (codec, compression level, JSON layout, timestamp text) or, here,
 #: the cut rule or the sync marker derivation. It is part of the TOKEN, so a new version never reuses, and never
 #: conflicts with, the part files an older version left behind when it crashed before its commit.
-#: History: 2 -- events without a valid row are rejected (not written) and unrepresentable extracted fields are NULL;
+#: History: 3 -- Avro blocks of ``block_bytes(target)`` (up to 256 KiB) instead of fastavro's 16,000 bytes;
+#: 2 -- events without a valid row are rejected (not written) and unrepresentable extracted fields are NULL;
 #: version 1 wrote some of them (an Avro file with an out-of-range event_time) before failing the whole generation.
-ENCODING_VERSION: Final = 2
+ENCODING_VERSION: Final = 3
+#: Avro block bounds: 256 KiB blocks deflate ~15 % faster than 16 KB ones and hand zlib, which releases the GIL,
+#: work in pieces long enough for ``file_pipeline``'s writer thread to overlap with the decoding thread.
+MIN_BLOCK_BYTES, MAX_BLOCK_BYTES = 16000, 256 * 1024
+
+
+def block_bytes(target_bytes: int) -> int:
+    """The Avro block size for files of ``target_bytes``: 1/16 of it within [MIN_BLOCK_BYTES, MAX_BLOCK_BYTES], so a
+    file's size overshoots its target by a small fraction whatever the target."""
+    return min(MAX_BLOCK_BYTES, max(MIN_BLOCK_BYTES, target_bytes // 16))
 
 
 def content_fingerprint(category: Category, target_bytes: int) -> bytes:
@@ -96,7 +106,7 @@ class FileWriter:
         ``RowRefused`` (with the encoder's error as ``__cause__``) when the row does not encode."""
         if self._current is None:
             marker = hashlib.sha256(self._name_of(len(self.files)).encode()).digest()[:16]
-            self._current = RowFileWriter(self._category, sync_marker=marker)
+            self._current = RowFileWriter(self._category, sync_marker=marker, block_bytes=block_bytes(self._target))
         try:
             self._current.write(row)
         except MemoryError:

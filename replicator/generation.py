@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from replicator import records
 from replicator.crash import CrashPoints
-from replicator.files import FileWriter, RowRefused, content_fingerprint
+from replicator.file_pipeline import FilePipeline, RefusedAt
+from replicator.files import FileWriter, content_fingerprint
 from replicator.landed import decode_landed
 from replicator.layout import Layout
 from replicator.manifest import DataFile, RejectedEvent
@@ -131,6 +134,12 @@ class _Generation:
             self.rejected.append(r)
 
 
+def _refused(exc: RefusedAt) -> _EncoderRefused:
+    """The ``_EncoderRefused`` for the row the pipeline refused (its key: source, event id, index)."""
+    source, event_id, index = cast(tuple[str, str, int], exc.key)
+    return _EncoderRefused(RejectedEvent(source, event_id, index, "encoding_error", str(exc.refused)))
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationWriter:
     """Writes the data files of one generation into ``store`` (one writer per commit attempt). No I/O until
@@ -190,13 +199,19 @@ class GenerationWriter:
         p = state.partition
         out = _Generation()
 
+        lock = threading.Lock()
+
+        def tick() -> None:  # called by this thread and the file writer's: a claim renews one at a time
+            with lock:
+                self.tick()
+
         def on_file(f: DataFile, created: bool) -> None:
             kind = self.metrics.objects_written if created else self.metrics.objects_existing
             kind.labels("data").inc()
             self.crash.point("finalize.after_data_file")
-            self.tick()  # an upload of up to target_file_bytes can take long
+            tick()  # an upload of up to target_file_bytes can take long
 
-        writer = FileWriter(
+        files = FileWriter(
             self.store,
             category,
             self.target_file_bytes,
@@ -204,44 +219,47 @@ class GenerationWriter:
             on_file,
         )
         hour_start = int(p.hour.timestamp()) * 1_000_000
-        # Read ahead (bounded): a partition may hold thousands of small staging objects; their round trips overlap.
-        for obj, data in ordered_map(lambda o: (o, self.store.read(o.name)), state.pending, window=16):
-            self.tick()
-            env = decode_landed(data, obj.metadata)
-            quarantined = False
-            for index, event in enumerate(env.events):
-                if event.event_id in seen:
-                    out.duplicates += 1
-                    continue
-                rejected = refused.get((obj.name, index)) if refused else None
-                if rejected is None:
+        # The files are encoded, compressed and uploaded on a thread of their own (``file_pipeline``): zlib releases
+        # the GIL, so this loop decodes the next rows meanwhile. Read ahead (bounded): a partition may hold
+        # thousands of small staging objects; their round trips overlap.
+        with FilePipeline(files) as writer:
+            for obj, data in ordered_map(lambda o: (o, self.store.read(o.name)), state.pending, window=16):
+                tick()
+                env = decode_landed(data, obj.metadata)
+                quarantined = False
+                for index, event in enumerate(env.events):
+                    if event.event_id in seen:
+                        out.duplicates += 1
+                        continue
+                    rejected = refused.get((obj.name, index)) if refused else None
+                    if rejected is None:
+                        try:
+                            records.check_landed_event(event, category.name)
+                            row = records.event_to_row(event, category, env.envelope_id)
+                        except MemoryError:
+                            raise
+                        except Exception as exc:  # no input may block the partition (G5); recorded, never dropped
+                            rejected = RejectedEvent(obj.name, event.event_id, index, *_reason(exc))
+                    if rejected is not None:
+                        out.reject(rejected)
+                        if not quarantined:
+                            self._quarantine(obj.name, data, obj.metadata)
+                            quarantined = True
+                        continue
                     try:
-                        records.check_landed_event(event, category.name)
-                        row = records.event_to_row(event, category, env.envelope_id)
-                    except MemoryError:
-                        raise
-                    except Exception as exc:  # no input may block the partition (G5); recorded, never dropped silently
-                        rejected = RejectedEvent(obj.name, event.event_id, index, *_reason(exc))
-                if rejected is not None:
-                    out.reject(rejected)
-                    if not quarantined:
-                        self._quarantine(obj.name, data, obj.metadata)
-                        quarantined = True
-                    continue
-                try:
-                    writer.add(row)
-                except RowRefused as exc:
-                    raise _EncoderRefused(
-                        RejectedEvent(obj.name, event.event_id, index, "encoding_error", str(exc))
-                    ) from exc
-                seen.add(event.event_id)
-                t = row["event_time"]
-                if not hour_start <= t < hour_start + 3_600_000_000:
-                    out.misplaced += 1  # its envelope's min/max attributes lied; kept here: never lost, never twice
-                out.lo = t if out.lo is None else min(out.lo, t)
-                out.hi = t if out.hi is None else max(out.hi, t)
-        writer.flush()
-        out.files = list(writer.files)
+                        writer.add(row, (obj.name, event.event_id, index))
+                    except RefusedAt as exc:
+                        raise _refused(exc) from exc
+                    seen.add(event.event_id)
+                    t = row["event_time"]
+                    if not hour_start <= t < hour_start + 3_600_000_000:
+                        out.misplaced += 1  # its envelope's min/max attributes lied; kept: never lost, never twice
+                    out.lo = t if out.lo is None else min(out.lo, t)
+                    out.hi = t if out.hi is None else max(out.hi, t)
+            try:
+                out.files = writer.close()
+            except RefusedAt as exc:
+                raise _refused(exc) from exc
         return out
 
     def _quarantine(self, source: str, data: bytes, metadata: Mapping[str, str]) -> None:

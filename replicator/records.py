@@ -196,19 +196,30 @@ def _json_row(row: Row, category: Category) -> Row:
     return out
 
 
+#: fastavro's own default Avro block (uncompressed bytes per block); ``FileWriter`` picks larger blocks for large files.
+DEFAULT_BLOCK_BYTES = 16000
+
+
 class RowFileWriter:
     """Streams rows into one file in ``category.file_format``, holding only encoded bytes (not row dicts).
 
-    ``size`` is the number of encoded bytes so far (it lags by at most one Avro block / zlib buffer), which lets a
-    caller cut files at a target size measured on the real output. ``finish`` returns the complete file; the
-    output is a pure function of the rows when ``sync_marker`` (16 bytes; Avro only) is given.
+    ``size`` is the number of encoded bytes so far. It lags by at most one block of about ``block_bytes``
+    uncompressed bytes (an Avro block, or the JSON lines handed to gzip at once) plus zlib's buffer, which lets a
+    caller cut files at a target size measured on the real output. ``finish`` returns the complete file; the output
+    is a pure function of the rows and ``block_bytes`` when ``sync_marker`` (16 bytes; Avro only) is given. Memory:
+    one block plus the encoded file.
     """
 
-    def __init__(self, category: Category, *, sync_marker: bytes | None = None) -> None:
+    def __init__(
+        self, category: Category, *, sync_marker: bytes | None = None, block_bytes: int = DEFAULT_BLOCK_BYTES
+    ) -> None:
         self._category = category
         self._buf = io.BytesIO()
         self._avro: Any = None
         self._gz: gzip.GzipFile | None = None
+        self._lines: list[bytes] = []  # jsonl_gz: lines not yet handed to gzip, about ``block_bytes`` at most
+        self._pending = 0
+        self._block = block_bytes
         self.rows = 0
         if category.file_format is FileFormat.AVRO:
             from fastavro.write import Writer
@@ -220,6 +231,7 @@ class RowFileWriter:
                 codec="deflate",
                 sync_marker=sync_marker if sync_marker is not None else os.urandom(16),
                 compression_level=1,
+                sync_interval=block_bytes,
             )
         else:
             self._gz = gzip.GzipFile(fileobj=self._buf, mode="wb", compresslevel=3, mtime=0)
@@ -229,7 +241,12 @@ class RowFileWriter:
             self._avro.write(row)
         else:
             assert self._gz is not None
-            self._gz.write(json.dumps(_json_row(row, self._category), separators=(",", ":")).encode() + b"\n")
+            line = json.dumps(_json_row(row, self._category), separators=(",", ":")).encode() + b"\n"
+            self._lines.append(line)
+            self._pending += len(line)
+            if self._pending >= self._block:
+                self._gz.write(b"".join(self._lines))
+                self._lines, self._pending = [], 0
         self.rows += 1
 
     @property
@@ -242,6 +259,8 @@ class RowFileWriter:
             self._avro.flush()
         else:
             assert self._gz is not None
+            self._gz.write(b"".join(self._lines))
+            self._lines, self._pending = [], 0
             self._gz.close()
         return self._buf.getvalue()
 
