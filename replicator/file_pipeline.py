@@ -14,8 +14,9 @@ Contract:
     caller's thread by the next ``add`` or by ``close``. ``RowRefused`` is raised as ``RefusedAt`` with the key the
     caller gave that row. After an error the pipeline must not be used, except for ``abandon``.
   * ``close`` writes the last file and returns every file; ``abandon`` stops at the end of the batch being written
-    (what it uploaded stays, as after a crash: reused by a rerun or collected as an orphan). Use the pipeline as a
-    context manager so that an exception in the caller always abandons it.
+    and leaves an upload in flight to end in the background (what was uploaded stays, as after a crash: reused by a
+    rerun or collected as an orphan). Use the pipeline as a context manager so that an exception in the caller
+    always abandons it.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class FilePipeline:
     def close(self) -> list[DataFile]:
         """Write everything added, then the last file; returns the files in order. Raises any batch's error."""
         self._submit()
-        self._inflight.append(self._pool.submit(self._guarded, self._writer.flush))
+        self._inflight.append(self._pool.submit(self._guarded, self._writer.close))
         while self._inflight:
             self._inflight.popleft().result()
         self._pool.shutdown(wait=True)
@@ -80,6 +81,7 @@ class FilePipeline:
             f.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._inflight.clear()
+        self._writer.abandon()
 
     def __enter__(self) -> FilePipeline:
         return self
@@ -97,7 +99,7 @@ class FilePipeline:
         while len(self._inflight) > self._depth or (self._inflight and self._inflight[0].done()):
             self._inflight.popleft().result()
 
-    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+    def _guarded(self, fn: Callable[..., object], *args: Any) -> None:
         """Run ``fn`` unless an earlier batch failed: a writer that raised may hold part of a row, so nothing after
         it may reach a file."""
         if self._broken:

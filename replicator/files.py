@@ -14,6 +14,7 @@ import json
 import platform
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
 
 import fastavro
@@ -81,8 +82,13 @@ class RowRefused(ReplicatorError):
 class FileWriter:
     """Streams rows into the current file and writes it once its encoded size reaches ``target_bytes``.
 
-    Memory: one file's encoded bytes (plus one Avro block), never the rows as Python objects. The cut points depend
-    only on the encoded bytes, so they are deterministic.
+    Memory: one file's encoded bytes (plus one Avro block), never the rows as Python objects; with
+    ``upload_ahead``, also the file being uploaded. The cut points depend only on the encoded bytes, so they are
+    deterministic.
+
+    ``upload_ahead``: each cut file is uploaded on a thread of the writer's own while the next one is encoded, at
+    most one upload at a time, in order; ``on_file`` then runs on that thread. An upload's error is raised by the
+    next ``flush`` (a cut) or by ``close``; ``files`` is complete only after ``close``.
     """
 
     def __init__(
@@ -92,6 +98,8 @@ class FileWriter:
         target_bytes: int,
         name_of: Callable[[int], str],
         on_file: Callable[[DataFile, bool], None],
+        *,
+        upload_ahead: bool = False,
     ) -> None:
         self._store = store
         self._category = category
@@ -99,13 +107,16 @@ class FileWriter:
         self._name_of = name_of
         self._on_file = on_file
         self._current: RowFileWriter | None = None
+        self._cut = 0  # files cut so far (``files`` may lag behind it by the upload in flight)
+        self._uploads = ThreadPoolExecutor(1, thread_name_prefix="file-upload") if upload_ahead else None
+        self._uploading: Future[None] | None = None
         self.files: list[DataFile] = []
 
     def add(self, row: Row) -> None:
         """Append ``row``; writes a file when it is full. Raises ``StoreError``/``ConflictingDataFile``, and
         ``RowRefused`` (with the encoder's error as ``__cause__``) when the row does not encode."""
         if self._current is None:
-            marker = hashlib.sha256(self._name_of(len(self.files)).encode()).digest()[:16]
+            marker = hashlib.sha256(self._name_of(self._cut).encode()).digest()[:16]
             self._current = RowFileWriter(self._category, sync_marker=marker, block_bytes=block_bytes(self._target))
         try:
             self._current.write(row)
@@ -117,13 +128,41 @@ class FileWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write the current file (if it has rows)."""
+        """Cut the current file (if it has rows) and upload it: here, or with ``upload_ahead`` once the upload in
+        flight has ended (raising its error)."""
         if self._current is None or not self._current.rows:
             return
-        name = self._name_of(len(self.files))
+        name = self._name_of(self._cut)
         rows = self._current.rows
         data = self._current.finish()
         self._current = None
+        self._cut += 1
+        if self._uploads is None:
+            self._upload(name, rows, data)
+            return
+        self._wait()
+        self._uploading = self._uploads.submit(self._upload, name, rows, data)
+
+    def close(self) -> list[DataFile]:
+        """Cut the last file, wait for every upload (raising an error of any) and return the files in order."""
+        try:
+            self.flush()
+            self._wait()
+        finally:
+            self.abandon()
+        return list(self.files)
+
+    def abandon(self) -> None:
+        """Stop the upload thread (the upload in flight, if any, ends in the background)."""
+        if self._uploads is not None:
+            self._uploads.shutdown(wait=False)
+
+    def _wait(self) -> None:
+        if self._uploading is not None:
+            f, self._uploading = self._uploading, None
+            f.result()
+
+    def _upload(self, name: str, rows: int, data: bytes) -> None:
         content_type = "avro/binary" if self._category.file_format is FileFormat.AVRO else "application/gzip"
         res = self._store.create_if_absent(name, data, None, content_type)
         crc = crc32c_b64(data)

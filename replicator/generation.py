@@ -217,11 +217,12 @@ class GenerationWriter:
             self.target_file_bytes,
             lambda i: self.layout.data_file(p, generation, token, i, category.file_format),
             on_file,
+            upload_ahead=True,
         )
         hour_start = int(p.hour.timestamp()) * 1_000_000
-        # The files are encoded, compressed and uploaded on a thread of their own (``file_pipeline``): zlib releases
-        # the GIL, so this loop decodes the next rows meanwhile. Read ahead (bounded): a partition may hold
-        # thousands of small staging objects; their round trips overlap.
+        # The files are encoded and compressed on a thread of their own (``file_pipeline``), and uploaded on a third
+        # while the next is encoded: zlib and uploads release the GIL, so this loop decodes the next rows meanwhile.
+        # Read ahead (bounded): a partition may hold thousands of small staging objects; their round trips overlap.
         with FilePipeline(files) as writer:
             for obj, data in ordered_map(lambda o: (o, self.store.read(o.name)), state.pending, window=16):
                 tick()

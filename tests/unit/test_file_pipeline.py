@@ -50,18 +50,22 @@ def _row(i: int) -> Row:
     }
 
 
-def _writer(store: MemoryStore, fmt: FileFormat, target: int, seen: list[DataFile] | None = None) -> FileWriter:
+def _writer(
+    store: MemoryStore, fmt: FileFormat, target: int, seen: list[DataFile] | None = None, *, ahead: bool = False
+) -> FileWriter:
     return FileWriter(
         store,
         _cat(fmt),
         target,
         lambda i: f"logs/part-{i:05d}",
         lambda f, created: seen.append(f) if seen is not None else None,
+        upload_ahead=ahead,
     )
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["upload_inline", "upload_ahead"])
 @pytest.mark.parametrize("fmt", list(FileFormat))
-def test_pipeline_writes_the_synchronous_writers_files_byte_for_byte(fmt: FileFormat) -> None:
+def test_pipeline_writes_the_synchronous_writers_files_byte_for_byte(fmt: FileFormat, ahead: bool) -> None:
     rows = [_row(i) for i in range(3000)]
     direct_store, piped_store = MemoryStore(), MemoryStore()
     direct = _writer(direct_store, fmt, 64 * 1024)
@@ -69,7 +73,7 @@ def test_pipeline_writes_the_synchronous_writers_files_byte_for_byte(fmt: FileFo
         direct.add(r)
     direct.flush()
     announced: list[DataFile] = []
-    with FilePipeline(_writer(piped_store, fmt, 64 * 1024, announced), batch_rows=7) as pipe:
+    with FilePipeline(_writer(piped_store, fmt, 64 * 1024, announced, ahead=ahead), batch_rows=7) as pipe:
         for i, r in enumerate(rows):
             pipe.add(r, i)
         files = pipe.close()
@@ -103,8 +107,9 @@ class _FailingStore(MemoryStore):
         raise ConnectionResetError("injected")
 
 
-def test_a_store_error_on_the_writer_thread_is_raised_in_the_callers_thread() -> None:
-    pipe = FilePipeline(_writer(_FailingStore(), FileFormat.JSONL_GZ, 1024), batch_rows=4)
+@pytest.mark.parametrize("ahead", [False, True], ids=["upload_inline", "upload_ahead"])
+def test_a_store_error_on_the_writer_thread_is_raised_in_the_callers_thread(ahead: bool) -> None:
+    pipe = FilePipeline(_writer(_FailingStore(), FileFormat.JSONL_GZ, 1024, ahead=ahead), batch_rows=4)
     with pytest.raises(ConnectionResetError):
         for i in range(10_000):
             pipe.add(_row(i), i)
@@ -125,7 +130,8 @@ class _BlockingStore(MemoryStore):
 
 
 def _big_row(i: int) -> Row:
-    return {**_row(i), "payload": "x" * 20_000}  # more than one Avro block: every row cuts a 1 KiB-target file
+    # more than one Avro block, and poorly compressible: every row cuts a 1 KiB-target file
+    return {**_row(i), "payload": "".join(hashlib.sha256(f"{i}/{k}".encode()).hexdigest() for k in range(320))}
 
 
 @pytest.mark.parametrize(("batch_rows", "batch_bytes"), [(10, 1 << 30), (10_000, 200_000)])
@@ -193,3 +199,58 @@ def test_the_finalizers_tick_never_runs_in_two_threads_at_once() -> None:
     assert m.total_events == 1200 and len(m.files) > 10
     assert ticks >= 60 + len(m.files)
     assert overlaps == 0
+
+
+class _SlowStore(MemoryStore):
+    """Uploads take 50 ms; records how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active, self.most = 0, 0
+        self._lock = threading.Lock()
+
+    def create_if_absent(self, name: str, data: bytes, metadata: Any, content_type: str) -> Created:
+        with self._lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.05)
+        with self._lock:
+            self.active -= 1
+        return super().create_if_absent(name, data, metadata, content_type)
+
+
+def test_upload_ahead_uploads_one_file_at_a_time_in_order_while_the_next_is_encoded() -> None:
+    store, announced = _SlowStore(), []
+    w = _writer(store, FileFormat.AVRO, 1024, announced, ahead=True)
+    started = time.monotonic()
+    for i in range(20):
+        w.add(_big_row(i))  # each row cuts a file
+    files = w.close()
+    assert [f.name for f in files] == [f"logs/part-{i:05d}" for i in range(20)] == [f.name for f in announced]
+    assert store.most == 1
+    assert time.monotonic() - started >= 20 * 0.05
+    assert [r["event_id"] for f in files for r in decode_rows(store.read(f.name), _cat(FileFormat.AVRO))] == [
+        f"id-{i:06d}" for i in range(20)
+    ]
+
+
+def test_upload_ahead_holds_at_most_one_file_besides_the_one_being_encoded() -> None:
+    store = _BlockingStore()
+    w = _writer(store, FileFormat.AVRO, 1024, ahead=True)
+    added = 0
+
+    def feed() -> None:
+        nonlocal added
+        for i in range(50):
+            w.add(_big_row(i))  # each row cuts a file
+            added += 1
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    try:
+        assert added == 1, "the first file uploads (blocked); the second cut waits for it"
+    finally:
+        store.release.set()
+        t.join(10)
+    assert len(w.close()) == 50
