@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Final
@@ -147,6 +147,24 @@ def decode(
     """Decompress and parse a Pub/Sub message body. Raises ``PoisonEnvelope`` on anything invalid (module docstring);
     payloads must be UTF-8 when the envelope's category is one of ``json_categories``."""
     attrs = dict(attributes or {})
+    env = parse(data, attrs, max_uncompressed=max_uncompressed)
+    check_envelope_id(env.envelope_id)
+    if attrs.get("envelope_id") not in (None, env.envelope_id):
+        raise PoisonEnvelope("attribute_mismatch", "envelope_id attribute differs from the body")
+    if attrs.get("category") not in (None, env.category):
+        raise PoisonEnvelope("attribute_mismatch", "category attribute differs from the body")
+    check_events(env, json_payloads=env.category in json_categories)
+    return env
+
+
+#: The reasons ``parse`` raises: the bytes are not an envelope at all (``decode``'s other reasons are content rules).
+CORRUPT_REASONS = frozenset({"unknown_format", "unknown_compression", "too_large", "bad_compression", "bad_protobuf"})
+
+
+def parse(data: bytes, attrs: Mapping[str, str], *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> Envelope:
+    """The first half of ``decode``: check the format attributes and the size, decompress, parse. No content rule
+    (envelope id, attributes against the body, events) is checked. Raises ``PoisonEnvelope`` with one of
+    ``CORRUPT_REASONS``."""
     fmt = attrs.get("logpipe_format")
     if fmt != FORMAT:
         raise PoisonEnvelope("unknown_format", f"logpipe_format attribute is {fmt!r}, expected {FORMAT!r}")
@@ -178,12 +196,6 @@ def decode(
         env.ParseFromString(raw)
     except DecodeError as exc:
         raise PoisonEnvelope("bad_protobuf", str(exc)) from None
-    check_envelope_id(env.envelope_id)
-    if attrs.get("envelope_id") not in (None, env.envelope_id):
-        raise PoisonEnvelope("attribute_mismatch", "envelope_id attribute differs from the body")
-    if attrs.get("category") not in (None, env.category):
-        raise PoisonEnvelope("attribute_mismatch", "category attribute differs from the body")
-    check_events(env, json_payloads=env.category in json_categories)
     return env
 
 

@@ -52,10 +52,10 @@ def peak_finalizing(envelopes: int) -> tuple[int, int]:
 
 
 def test_finalizer_peak_memory_is_independent_of_partition_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    # service.envelope.decode reads through a buffer of max_uncompressed + 1 bytes (256 MiB by default): virtual
+    # service.envelope.parse reads through a buffer of max_uncompressed + 1 bytes (256 MiB by default): virtual
     # memory that is never touched, but tracemalloc counts it. A 4 MiB cap keeps the measurement about rows.
-    real_decode = envelope_format.decode
-    monkeypatch.setattr(envelope_format, "decode", lambda d, a=None: real_decode(d, a, max_uncompressed=4 << 20))
+    real_parse = envelope_format.parse
+    monkeypatch.setattr(envelope_format, "parse", lambda d, a: real_parse(d, a, max_uncompressed=4 << 20))
     small_peak, small_events = peak_finalizing(10)
     big_peak, big_events = peak_finalizing(100)  # 20000 events of ~1 KiB: ~20 MiB of payload alone
     assert (small_events, big_events) == (2000, 20000)
