@@ -21,7 +21,7 @@ import fastavro
 
 from replicator.errors import ReplicatorError
 from replicator.manifest import DataFile
-from replicator.records import Row, RowFileWriter, avro_schema
+from replicator.records import DEFAULT_BLOCK_BYTES, Row, RowFileWriter, avro_schema
 from replicator.store import ObjectStore, crc32c_b64
 from service.catalog import Category, FileFormat
 
@@ -36,7 +36,7 @@ from service.catalog import Category, FileFormat
 ENCODING_VERSION: Final = 3
 #: Avro block bounds: 256 KiB blocks deflate ~15 % faster than 16 KB ones and hand zlib, which releases the GIL,
 #: work in pieces long enough for ``file_pipeline``'s writer thread to overlap with the decoding thread.
-MIN_BLOCK_BYTES, MAX_BLOCK_BYTES = 16000, 256 * 1024
+MIN_BLOCK_BYTES, MAX_BLOCK_BYTES = DEFAULT_BLOCK_BYTES, 256 * 1024
 
 
 def block_bytes(target_bytes: int) -> int:

@@ -157,14 +157,11 @@ def decode(
     return env
 
 
-#: The reasons ``parse`` raises: the bytes are not an envelope at all (``decode``'s other reasons are content rules).
-CORRUPT_REASONS = frozenset({"unknown_format", "unknown_compression", "too_large", "bad_compression", "bad_protobuf"})
-
-
 def parse(data: bytes, attrs: Mapping[str, str], *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> Envelope:
     """The first half of ``decode``: check the format attributes and the size, decompress, parse. No content rule
-    (envelope id, attributes against the body, events) is checked. Raises ``PoisonEnvelope`` with one of
-    ``CORRUPT_REASONS``."""
+    (envelope id, attributes against the body, events) is checked. Raises ``PoisonEnvelope`` only when the bytes
+    are not an envelope at all: ``unknown_format``, ``unknown_compression``, ``too_large``, ``bad_compression`` or
+    ``bad_protobuf``."""
     fmt = attrs.get("logpipe_format")
     if fmt != FORMAT:
         raise PoisonEnvelope("unknown_format", f"logpipe_format attribute is {fmt!r}, expected {FORMAT!r}")
