@@ -11,6 +11,7 @@ duplicated work or a delay of at most ``ttl`` (plus a finalizer interval), nothi
 
 Objects (everything a reader needs is in the listing: ``writer``, ``expires_ms`` and ``nonce`` are custom metadata):
   claims/<category>/YYYY/MM/DD/HH/e<EPOCH>        EPOCH: 8 digits, 1-based
+  claims/<category>/YYYY/MM/DD/HH/sKKofNN/e<EPOCH>    the same, for shard KK of a partition finalized in NN shards
 A claim is the object with the highest epoch of its partition; it is live until ``expires_ms`` (its holder's clock,
 epoch milliseconds; never later than a ttl after the store created the object). Taking a partition creates epoch
 n + 1 (create-if-absent, so of two workers that both saw epoch n expire, one wins). The holder renews by checking
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from replicator.errors import StoreError
-from replicator.layout import Partition
+from replicator.layout import WHOLE, Partition, Shard
 from replicator.metrics import Metrics
 from replicator.store import ObjectInfo, ObjectStore
 
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 PREFIX = "claims"
 #: ``logpipe replicate --finalize-claim-seconds`` default.
 DEFAULT_TTL = dt.timedelta(seconds=180)
-_EPOCH_RE = re.compile(r"/e(\d{8})$")
+_EPOCH_RE = re.compile(r"e(\d{8})")
 _UNIX = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
 T = TypeVar("T")
@@ -73,14 +74,15 @@ def under_claim(
     p: Partition,
     stopping: Callable[[], bool],
     work: Callable[[Callable[[], None]], T],
+    shard: Shard = WHOLE,
 ) -> T | None:
     """``work(tick)`` under this writer's claim on ``p`` (released after, whatever happens); None, without calling
     ``work``, while another writer's claim on ``p`` is live. Without ``claims``, just ``work(tick)``.
 
     ``work`` must call ``tick`` between its long steps: it raises ``Stopping`` once ``stopping()`` is true, renews
     the claim when due, and raises ``ClaimLost`` once a peer has taken the claim over. Raises what ``acquire`` and
-    ``work`` raise."""
-    claim = claims.acquire(p) if claims is not None else None
+    ``work`` raise. ``shard``: a partition finalized in shards is claimed per shard."""
+    claim = claims.acquire(p, shard) if claims is not None else None
     if claims is not None and claim is None:
         return None
 
@@ -99,7 +101,11 @@ def under_claim(
 
 def _top(store: ObjectStore, directory: str) -> tuple[list[tuple[int, ObjectInfo]], tuple[int, ObjectInfo] | None]:
     """Every epoch object under ``directory`` (as (epoch, info)), and the highest: the claim."""
-    epochs = [(int(m.group(1)), info) for info in store.list(directory) if (m := _EPOCH_RE.search(info.name))]
+    epochs = [
+        (int(m.group(1)), info)
+        for info in store.list(directory)
+        if (m := _EPOCH_RE.fullmatch(info.name.removeprefix(directory)))  # not a shard's claims below it
+    ]
     return epochs, max(epochs, key=lambda e: e[0], default=None)
 
 
@@ -112,12 +118,21 @@ def _expires_ms(info: ObjectInfo, ttl: dt.timedelta) -> int:
         return 0
 
 
+def _directory(prefix: str, p: Partition, shard: Shard) -> str:
+    return f"{prefix}/{p.path}/{shard.label}/" if shard.count > 1 else f"{prefix}/{p.path}/"
+
+
 def holder(
-    store: ObjectStore, p: Partition, now: dt.datetime, ttl: dt.timedelta = DEFAULT_TTL, prefix: str = PREFIX
+    store: ObjectStore,
+    p: Partition,
+    now: dt.datetime,
+    ttl: dt.timedelta = DEFAULT_TTL,
+    prefix: str = PREFIX,
+    shard: Shard = WHOLE,
 ) -> tuple[str, dt.datetime] | None:
     """(writer, expiry) of the live claim on ``p`` at ``now``, or None: for ``logpipe partitions``, which cannot
     know the workers' ttl and assumes the default one. Raises ``StoreError``."""
-    _, top = _top(store, f"{prefix}/{p.path}/")
+    _, top = _top(store, _directory(prefix, p, shard))
     if top is None or (expires := _expires_ms(top[1], ttl)) <= _ms(now):
         return None
     return top[1].metadata.get("writer", "?"), _UNIX + expires * _MS
@@ -135,19 +150,20 @@ class PartitionClaims:
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     prefix: str = PREFIX
 
-    def directory(self, p: Partition) -> str:
-        return f"{self.prefix}/{p.path}/"
+    def directory(self, p: Partition, shard: Shard = WHOLE) -> str:
+        return _directory(self.prefix, p, shard)
 
-    def acquire(self, p: Partition) -> Claim | None:
-        """Claim ``p`` for this writer, or None while another writer's claim on it is live. See the module contract."""
-        directory = self.directory(p)
+    def acquire(self, p: Partition, shard: Shard = WHOLE) -> Claim | None:
+        """Claim ``p`` (its ``shard``) for this writer, or None while another writer's claim on it is live. See the
+        module contract."""
+        directory = self.directory(p, shard)
         epochs, top = _top(self.store, directory)
         holder = top[1].metadata.get("writer", "") if top else ""
         if top is not None and holder != self.writer and (expires := _expires_ms(top[1], self.ttl)) > _ms(self.clock()):
             self.metrics.finalize_claims.labels("held_elsewhere").inc()
             log.debug("%s is claimed by %s until %d ms; skipped", directory, holder, expires)
             return None
-        claim = Claim(self, p, (top[0] if top else 0) + 1)
+        claim = Claim(self, p, (top[0] if top else 0) + 1, shard=shard)
         try:
             created = claim.create()
         except StoreError:
@@ -172,6 +188,7 @@ class Claim:
     claims: PartitionClaims
     partition: Partition
     epoch: int
+    shard: Shard = WHOLE
     renewed: dt.datetime = field(default_factory=lambda: _UNIX)
     lost: bool = False
     #: Tells this claim's objects from another claim of the same writer (a create whose response was lost).
@@ -179,7 +196,7 @@ class Claim:
 
     @property
     def name(self) -> str:
-        return f"{self.claims.directory(self.partition)}e{self.epoch:08d}"
+        return f"{self.claims.directory(self.partition, self.shard)}e{self.epoch:08d}"
 
     def create(self) -> bool:
         """Create this epoch's object (expiring ``ttl`` from now). False if another claim holds this epoch; True if

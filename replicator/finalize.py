@@ -29,7 +29,6 @@ import itertools
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,9 +39,10 @@ from replicator import records
 from replicator.claims import ClaimLost, PartitionClaims, Stopping, under_claim
 from replicator.crash import CrashPoints
 from replicator.generation import MAX_REJECTED_LISTED, GenerationWriter, generation_token
-from replicator.layout import Layout, Partition
+from replicator.layout import Layout, Partition, Shard, part_shard_generation
 from replicator.manifest import Manifest
 from replicator.metrics import Metrics
+from replicator.plan import resolve_shards
 from replicator.readahead import ordered_map
 from replicator.scan import (
     NameSetDigest,
@@ -88,11 +88,6 @@ def _no_tick() -> None:
     pass
 
 
-def _part_generation(name: str) -> int | None:
-    m = re.search(r"/part-g(\d{4})-", name)
-    return int(m.group(1)) if m else None
-
-
 @dataclass
 class Finalizer:
     """Finalizes partitions of the catalog's categories in ``store``. No I/O until a method is called."""
@@ -108,8 +103,11 @@ class Finalizer:
     failures: int = 0
     #: Complete partitions -> digest of the staging names their manifests consumed: O(1) memory per partition.
     _complete: dict[Partition, NameSetDigest] = field(default_factory=dict)
-    #: (partition, generation G, event ids of generations 1..G) of the last partition worked on.
-    _ids_cache: tuple[Partition | None, int, set[str]] = field(default_factory=lambda: (None, 0, set()))
+    #: Partitions in shards -> the digests of the shards this finalizer found with nothing pending; complete (moved to
+    #: ``_complete``) once every shard's is there and they agree.
+    _shards_done: dict[Partition, dict[int, NameSetDigest]] = field(default_factory=dict)
+    #: ((partition, shard), generation G, event ids of generations 1..G of that shard) of the last shard worked on.
+    _ids_cache: tuple[tuple[Partition, Shard] | None, int, set[str]] = field(default_factory=lambda: (None, 0, set()))
     sleep: Callable[[float], None] = field(default=time.sleep)
     #: Which passes list everything and which only the hot window (from ``settings``; first pass: everything).
     _schedule: ScanSchedule = field(init=False)
@@ -145,12 +143,18 @@ class Finalizer:
                 if self.stopping() or not closable(p):  # (a stopping worker's ``closable`` is False too)
                     continue
                 try:
-                    got = under_claim(self.claims, p, self.stopping, partial(self.finalize_partition, p))
-                    if got is None:
-                        self._retry.add(p)  # a live peer works on it; look again next pass (its claim may expire)
-                        continue
-                    committed += got
-                    (self._retry.add if len(got) >= MAX_GENERATIONS_PER_CALL else self._retry.discard)(p)
+                    again = False
+                    for shard in self.shards(p):
+                        if self.stopping():
+                            raise Stopping("the worker is stopping")
+                        work = partial(self.finalize_shard, p, shard)
+                        got = under_claim(self.claims, p, self.stopping, work, shard)
+                        if got is None:
+                            again = True  # a live peer works on it; look again next pass (its claim may expire)
+                            continue
+                        committed += got
+                        again = again or len(got) >= MAX_GENERATIONS_PER_CALL
+                    (self._retry.add if again else self._retry.discard)(p)
                 except (Stopping, ClaimLost) as exc:
                     self._retry.add(p)
                     log.info("finalize %s %s left: %s", p.category, p.hour.isoformat(), exc)
@@ -162,8 +166,19 @@ class Finalizer:
         self._schedule.completed(now, days)
         return committed
 
+    def shards(self, p: Partition) -> tuple[Shard, ...]:
+        """The shards ``p`` is finalized in: fixed by its plan (``replicator.plan``), created with the category's
+        ``finalize_shards`` when nothing fixed it yet. Raises ``StoreError``, ``PlanError``."""
+        want = self.catalog.category(p.category).finalize_shards
+        return Shard.all(resolve_shards(self.store, self.layout, p, want, self.settings.writer, self.clock()))
+
     def finalize_partition(self, p: Partition, tick: Callable[[], None] = _no_tick) -> list[Manifest]:
-        """Commit every pending staging object of ``p``, then ensure ``_SUCCESS``. See the module contract.
+        """``finalize_shard`` of every shard of ``p`` (``shards``), one after the other, in this thread."""
+        return [m for shard in self.shards(p) for m in self.finalize_shard(p, shard, tick)]
+
+    def finalize_shard(self, p: Partition, shard: Shard, tick: Callable[[], None] = _no_tick) -> list[Manifest]:
+        """Commit every pending staging object of ``p``'s ``shard``, then ensure ``_SUCCESS`` (once every shard has
+        committed a generation). See the module contract; a shard's generations are a partition's of their own.
 
         ``tick`` is called before each step that can take long (each object read, each data file written, each
         round); what it raises propagates, leaving the partition as a crash there would.
@@ -177,12 +192,12 @@ class Finalizer:
         losses = 0
         while True:
             tick()
-            state = read_partition(self.store, p, self.layout)
+            state = read_partition(self.store, p, self.layout, shard)
             if not state.pending or len(committed) >= MAX_GENERATIONS_PER_CALL:
                 self._ensure_success(state)
                 self._collect_orphans(state)
                 if not state.pending and (state.success or state.manifests):
-                    self._complete[p] = NameSetDigest.of(o.name for o in state.staging)
+                    self._shard_complete(p, shard, NameSetDigest.of(o.name for o in state.staging))
                 return committed
             started = time.monotonic()
             result = self._commit_generation(state, tick)
@@ -201,16 +216,29 @@ class Finalizer:
             for listener in self.listeners:
                 listener.on_commit(manifest, name)
 
-    def _prior_event_ids(self, state: PartitionState, tick: Callable[[], None] = _no_tick) -> set[str]:
-        """The event ids of generations 1..G of the partition (a fresh set the caller may change).
+    def _shard_complete(self, p: Partition, shard: Shard, digest: NameSetDigest) -> None:
+        """Note that ``shard`` of ``p`` had nothing pending with the staging names of ``digest``; the partition is
+        complete once every shard agrees."""
+        if shard.count == 1:
+            self._complete[p] = digest
+            return
+        done = self._shards_done.setdefault(p, {})
+        done[shard.index] = digest
+        if len(done) == shard.count and len(set(done.values())) == 1:
+            self._complete[p] = digest
+            del self._shards_done[p]
 
-        Incremental: the ids of the last partition this finalizer worked on are cached with the generation they
+    def _prior_event_ids(self, state: PartitionState, tick: Callable[[], None] = _no_tick) -> set[str]:
+        """The event ids of generations 1..G of the partition's shard (a fresh set the caller may change).
+
+        Incremental: the ids of the last shard this finalizer worked on are cached with the generation they
         cover; committed generations never change, so only newer manifests' files are read.
         """
         p = state.partition
+        key = (p, state.shard or Shard())
         category = self.catalog.category(p.category)
-        cached_p, cached_gen, cached = self._ids_cache
-        if cached_p != p or cached_gen > state.generation:
+        cached_key, cached_gen, cached = self._ids_cache
+        if cached_key != key or cached_gen > state.generation:
             cached_gen, cached = 0, set()
         ids = set(cached)
         files = [f for _, m in state.manifests if m.generation > cached_gen for f in m.files]
@@ -220,7 +248,7 @@ class Finalizer:
         for data in itertools.chain(ordered_map(self.store.read, small, window=16), large):
             tick()
             ids.update(r["event_id"] for r in records.decode_rows(data, category))
-        self._ids_cache = (p, state.generation, set(ids))
+        self._ids_cache = (key, state.generation, set(ids))
         return ids
 
     def _commit_generation(
@@ -228,15 +256,16 @@ class Finalizer:
     ) -> tuple[str, Manifest] | None:
         """Steps F3-F4 for one generation. Returns (name, manifest) if committed (by us), None if we lost a race."""
         p = state.partition
+        shard = state.shard or Shard()
         category = self.catalog.category(p.category)
         generation = state.generation + 1
         sources = tuple(o.name for o in state.pending)
-        token = generation_token(generation, sources, category, self.settings.target_file_bytes)
+        token = generation_token(generation, sources, category, self.settings.target_file_bytes, shard)
         writer = GenerationWriter(
             self.store, self.layout, self.metrics, self.crash, self.settings.target_file_bytes, tick
         )
         # Step F3. ``seen`` (the ids of generations 1..G+1) becomes the id cache if this commit wins.
-        out, seen = writer.write(state, category, generation, token, lambda: self._prior_event_ids(state, tick))
+        out, seen = writer.write(state, category, generation, token, lambda: self._prior_event_ids(state, tick), shard)
         files = tuple(out.files)
         listed = tuple(out.rejected[:MAX_REJECTED_LISTED])
         manifest = Manifest(
@@ -254,8 +283,9 @@ class Finalizer:
             duplicates_dropped=out.duplicates,
             rejected_total=out.rejected_total,
             rejected=listed,
+            shard=shard,
         )
-        name = self.layout.manifest(p, generation)
+        name = self.layout.manifest(p, generation, shard)
         res = self.store.create_if_absent(name, manifest.to_json(), None, "application/json")
         if not res.created:
             theirs = Manifest.from_json(self.store.read(name))
@@ -269,30 +299,31 @@ class Finalizer:
             return None
         self.metrics.objects_written.labels("manifest").inc()
         out.report(name, p.category, self.metrics, self.layout)
-        self._ids_cache = (p, generation, seen)
+        self._ids_cache = ((p, shard), generation, seen)
         return name, manifest
 
     def _collect_orphans(self, state: PartitionState) -> None:
         """Delete part files of generations <= the committed one that no manifest names (a crashed or losing
         finalizer's output, including one of another TOKEN: an older code version, schema or target size). Safe: a
-        generation number, once committed, can never commit other files."""
+        generation number, once committed, can never commit other files. Per shard: ``state`` is one shard's view
+        (its generations, its files)."""
         referenced = {f for _, m in state.manifests for f in m.file_names}
         for info in state.data_files:
-            gen = _part_generation(info.name)
-            if info.name not in referenced and gen is not None and gen <= state.generation:
+            part = part_shard_generation(info.name)
+            if info.name not in referenced and part is not None and part[1] <= state.generation:
                 log.info("deleting orphan data file %s", info.name)
                 self.store.delete(info.name)
 
     def _ensure_success(self, state: PartitionState) -> None:
-        """Step F6: write ``_SUCCESS`` once generation 1 is committed."""
-        if state.success or not state.manifests:
+        """Step F6: write ``_SUCCESS`` once generation 1 is committed (by every shard)."""
+        if state.success or not state.manifests or not state.all_shards_committed:
             return
-        first_name, first = state.manifests[0]
+        p = state.partition
         body = {
             "format": SUCCESS_FORMAT,
-            "category": first.category,
-            "partition": first.partition_label,
-            "first_manifest": first_name,
+            "category": p.category,
+            "partition": p.hour.strftime("%Y-%m-%dT%H"),
+            "first_manifest": self.layout.manifest(p, 1, Shard(0, state.shards)),
             "lateness_seconds": int(self.settings.lateness.total_seconds()),
             "created": envelope_format.rfc3339(self.clock()),
             "writer": self.settings.writer,

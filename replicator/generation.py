@@ -24,7 +24,7 @@ from replicator.crash import CrashPoints
 from replicator.file_pipeline import FilePipeline, RefusedAt
 from replicator.files import FileWriter, content_fingerprint
 from replicator.landed import decode_landed
-from replicator.layout import Layout
+from replicator.layout import WHOLE, Layout, Shard
 from replicator.manifest import DataFile, RejectedEvent
 from replicator.metrics import Metrics
 from replicator.readahead import ordered_map
@@ -41,11 +41,14 @@ QUARANTINE_PREFIX = "quarantine"
 STAGING_CONTENT_TYPE = "application/vnd.logpipe.envelope+zstd"  # landing.CONTENT_TYPE
 
 
-def generation_token(generation: int, sources: Iterable[str], category: Category, target_file_bytes: int) -> str:
+def generation_token(
+    generation: int, sources: Iterable[str], category: Category, target_file_bytes: int, shard: Shard = WHOLE
+) -> str:
     """TOKEN of the data file names of ``generation``: 16 hex digits of a SHA-256 over everything their bytes and
     boundaries depend on.
 
-    The inputs are the generation (which also fixes the earlier generations whose event ids are skipped), the sorted
+    The inputs are the generation (which also fixes the earlier generations whose event ids are skipped), the shard
+    (only when the partition has more than one, so the tokens of unsharded partitions are unchanged), the sorted
     pending staging names (their content is immutable), and ``files.content_fingerprint``: file format, Avro schema,
     target file size, ``files.ENCODING_VERSION`` and the runtime. Contract: the data files are a pure function of
     these inputs, so a rerun with an equal TOKEN finds identical files (412 + equal crc32c = reuse), and any change
@@ -54,6 +57,8 @@ def generation_token(generation: int, sources: Iterable[str], category: Category
     ``ENCODING_VERSION``.
     """
     h = hashlib.sha256(f"g{generation}\n".encode())
+    if shard.count > 1:
+        h.update(f"{shard.label}\n".encode())
     h.update(content_fingerprint(category, target_file_bytes) + b"\n")  # compact JSON: no newline inside
     for s in sorted(sources):
         h.update(s.encode() + b"\n")
@@ -161,6 +166,7 @@ class GenerationWriter:
         generation: int,
         token: str,
         prior_ids: Callable[[], set[str]],
+        shard: Shard = WHOLE,
     ) -> tuple[_Generation, set[str]]:
         """Write generation ``generation`` of ``state``'s pending objects; blocks on the store. Returns what was
         written and ``seen``: the event ids of generations 1..``generation`` (a fresh ``prior_ids()``, the ids of
@@ -169,12 +175,15 @@ class GenerationWriter:
         A row that ``event_to_row`` accepted but the encoder refused (a bug in records) rejects that event and the
         generation is rewritten without it; deterministic, so the files before it are reused (412 + crc). Raises
         ``_EncoderRefused`` after ``MAX_ENCODER_REFUSALS`` of them, and whatever the store, ``decode_landed`` or
-        the file writer raise. Files written before an error stay as orphans (``Finalizer`` collects them)."""
+        the file writer raise. Files written before an error stay as orphans (``Finalizer`` collects them).
+
+        With a ``shard`` of more than one, only the events the shard owns (``Shard.owns``) are read past their
+        envelope: the others are not this generation's, not counted, not rejected, not seen."""
         refused: dict[tuple[str, int], RejectedEvent] = {}
         while True:
             seen = prior_ids()
             try:
-                return self._write(state, category, generation, token, seen, refused), seen
+                return self._write(state, category, generation, token, seen, refused, shard), seen
             except _EncoderRefused as exc:
                 if len(refused) >= MAX_ENCODER_REFUSALS:
                     raise
@@ -188,6 +197,7 @@ class GenerationWriter:
         token: str,
         seen: set[str],
         refused: dict[tuple[str, int], RejectedEvent],
+        shard: Shard,
     ) -> _Generation:
         """Step F3: read the pending objects in name order, dedup, convert and write the files of ``generation``.
 
@@ -215,11 +225,12 @@ class GenerationWriter:
             self.store,
             category,
             self.target_file_bytes,
-            lambda i: self.layout.data_file(p, generation, token, i, category.file_format),
+            lambda i: self.layout.data_file(p, generation, token, i, category.file_format, shard),
             on_file,
             upload_ahead=True,
         )
         hour_start = int(p.hour.timestamp()) * 1_000_000
+        sharded = shard.count > 1
         # The files are encoded and compressed on a thread of their own (``file_pipeline``), and uploaded on a third
         # while the next is encoded: zlib and uploads release the GIL, so this loop decodes the next rows meanwhile.
         # Read ahead (bounded): a partition may hold thousands of small staging objects; their round trips overlap.
@@ -229,6 +240,8 @@ class GenerationWriter:
                 env = decode_landed(data, obj.metadata)
                 quarantined = False
                 for index, event in enumerate(env.events):
+                    if sharded and not shard.owns(event.event_id):
+                        continue
                     if event.event_id in seen:
                         out.duplicates += 1
                         continue

@@ -24,6 +24,10 @@ events in the order they were met, listed up to a cap (``generation.MAX_REJECTED
 
 ``index`` is the event's position in the source's envelope (its raw bytes: the source, or its copy under
 ``quarantine/``).
+
+Optional, written only for a partition finalized in shards (``layout.Shard``; absent means 0 of 1): ``"shard": K,
+"shards": N``. Such a manifest commits only the events of its ``sources`` whose ``layout.shard_of(event_id, N)`` is
+``K``; a source is consumed by the partition once every shard's manifests list it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from replicator.layout import Partition
+from replicator.layout import Partition, Shard
 
 FORMAT: Final = "logpipe.manifest.v1"
 _PARTITION_FMT: Final = "%Y-%m-%dT%H"
@@ -103,6 +107,8 @@ class Manifest:
     #: Number of rejected events (may exceed ``len(rejected)``: the listing is capped by the writer).
     rejected_total: int = 0
     rejected: tuple[RejectedEvent, ...] = ()
+    #: Which shard of the partition this generation belongs to (``Shard()``: the whole partition).
+    shard: Shard = field(default_factory=Shard)
     format: str = field(default=FORMAT)
 
     @property
@@ -134,6 +140,8 @@ class Manifest:
         if self.rejected_total or self.rejected:
             d["rejected_total"] = self.rejected_total
             d["rejected"] = [r.to_dict() for r in self.rejected]
+        if self.shard.count > 1:
+            d.update(shard=self.shard.index, shards=self.shard.count)
         d.update(sources=list(self.sources), created=self.created, writer=self.writer)
         return d
 
@@ -167,6 +175,7 @@ class Manifest:
                 duplicates_dropped=int(d.get("duplicates_dropped", 0)),
                 rejected_total=int(d.get("rejected_total") or 0),
                 rejected=tuple(RejectedEvent.from_dict(r) for r in d.get("rejected") or ()),
+                shard=Shard(int(d.get("shard", 0)), int(d.get("shards", 1))),
             )
         except ManifestError:
             raise

@@ -18,8 +18,18 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 
-from replicator.layout import Layout, Partition, days_between, manifest_generation, parse_partition_dir
+from replicator.layout import (
+    Layout,
+    Partition,
+    Shard,
+    days_between,
+    manifest_generation,
+    manifest_shard,
+    parse_partition_dir,
+    part_shard_generation,
+)
 from replicator.manifest import Manifest
+from replicator.plan import existing_shards
 from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
 
@@ -28,29 +38,48 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PartitionState:
-    """A snapshot of one partition as the bucket shows it."""
+    """A snapshot of one partition as the bucket shows it: all of it (``shard`` None), or one shard's view.
+
+    A shard's view holds that shard's manifests and data files only; ``staging``, ``success``, ``shards`` and
+    ``committed_shards`` (the shards with at least one manifest) are the partition's.
+    """
 
     partition: Partition
     manifests: tuple[tuple[str, Manifest], ...]
     staging: tuple[ObjectInfo, ...]
     data_files: tuple[ObjectInfo, ...]
     success: bool
+    shard: Shard | None = None
+    shards: int = 1
+    committed_shards: frozenset[int] | None = None
 
     @property
     def consumed(self) -> frozenset[str]:
-        """Staging names consumed by some committed generation."""
-        return frozenset(s for _, m in self.manifests for s in m.sources)
+        """Staging names consumed: by the shard's generations (a shard's view), or by every shard's (all of it)."""
+        if self.shard is not None or self.shards == 1:
+            return frozenset(s for _, m in self.manifests for s in m.sources)
+        per_shard = [
+            frozenset(s for _, m in self.manifests if m.shard.index == k for s in m.sources) for k in range(self.shards)
+        ]
+        return frozenset.intersection(*per_shard)
 
     @property
     def pending(self) -> tuple[ObjectInfo, ...]:
-        """Staging objects no manifest consumed yet, in name order."""
+        """Staging objects not consumed yet (see ``consumed``), in name order."""
         consumed = self.consumed
         return tuple(o for o in self.staging if o.name not in consumed)
 
     @property
     def generation(self) -> int:
-        """Highest committed generation (0 when none)."""
+        """Highest committed generation (0 when none); a shard's own in a shard's view."""
         return max((m.generation for _, m in self.manifests), default=0)
+
+    @property
+    def all_shards_committed(self) -> bool:
+        """Every shard of the partition has committed a generation (then ``_SUCCESS`` may be written)."""
+        if self.committed_shards is None:
+            return bool(self.manifests)
+        return len(self.committed_shards) >= self.shards
 
     @property
     def state(self) -> str:
@@ -64,23 +93,35 @@ class PartitionState:
         return sum(m.total_events for _, m in self.manifests)
 
 
-def read_partition(store: ObjectStore, partition: Partition, layout: Layout | None = None) -> PartitionState:
-    """List and read what ``partition`` holds. Raises ``StoreError``/``ManifestError`` on failures."""
+def read_partition(
+    store: ObjectStore, partition: Partition, layout: Layout | None = None, shard: Shard | None = None
+) -> PartitionState:
+    """List and read what ``partition`` holds: everything, or (``shard``) that shard's manifests and data files. The
+    shard count comes from ``shard``, else from the partition's plan (``replicator.plan``). Raises
+    ``StoreError``/``ManifestError``/``PlanError`` on failures."""
     lay = layout or Layout()
+    names = [info for info in store.list(lay.partition_dir(partition))]
+    shards = shard.count if shard is not None else existing_shards(store, lay, partition, [i.name for i in names]) or 1
     manifest_names: list[str] = []
+    committed: set[int] = set()
     data_files: list[ObjectInfo] = []
     success = False
-    for info in store.list(lay.partition_dir(partition)):
-        if manifest_generation(info.name) is not None:
-            manifest_names.append(info.name)
+    for info in names:
+        if (ms := manifest_shard(info.name)) is not None and manifest_generation(info.name) is not None:
+            if ms.count == shards:
+                committed.add(ms.index)
+            if shard is None or ms == shard:
+                manifest_names.append(info.name)
         elif info.name == lay.success_marker(partition):
             success = True
-        elif "/part-g" in info.name:
+        elif (part := part_shard_generation(info.name)) is not None and (shard is None or part[0] == shard):
             data_files.append(info)
     manifests = list(ordered_map(lambda n: (n, Manifest.from_json(store.read(n))), manifest_names))
     staging = tuple(store.list(lay.staging_dir(partition)))
-    manifests.sort(key=lambda nm: nm[1].generation)
-    return PartitionState(partition, tuple(manifests), staging, tuple(data_files), success)
+    manifests.sort(key=lambda nm: (nm[1].shard, nm[1].generation))
+    return PartitionState(
+        partition, tuple(manifests), staging, tuple(data_files), success, shard, shards, frozenset(committed)
+    )
 
 
 def staged_partitions(store: ObjectStore, category: str, layout: Layout | None = None) -> dict[Partition, list[str]]:
@@ -223,7 +264,8 @@ def list_manifests(
 def list_open_staging(
     store: ObjectStore, category: str, layout: Layout | None = None
 ) -> dict[Partition, tuple[ObjectInfo, ...]]:
-    """Staging objects of ``category`` no manifest consumed yet, per partition (partitions with none omitted)."""
+    """Staging objects of ``category`` not consumed yet (by every shard), per partition (partitions with none
+    omitted)."""
     out: dict[Partition, tuple[ObjectInfo, ...]] = {}
     for p in sorted(staged_partitions(store, category, layout)):
         pending = read_partition(store, p, layout).pending

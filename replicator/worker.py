@@ -238,7 +238,8 @@ class Worker:
         while not self._stop.wait(self._cfg.finalize_interval * random.uniform(0.5, 1.5)):
             try:
                 for m in self.finalizer.run_pass(self._categories, self._closable_unless_stopping):
-                    log.info("committed %s %s generation %d", m.category, m.partition_label, m.generation)
+                    shard = f" shard {m.shard.index} of {m.shard.count}" if m.shard.count > 1 else ""
+                    log.info("committed %s %s%s generation %d", m.category, m.partition_label, shard, m.generation)
             except Exception as exc:  # listing failed etc.; the next pass retries
                 self._metrics.finalize_errors.labels(type(exc).__name__).inc()
                 log.error("finalizer pass failed: %r", exc)

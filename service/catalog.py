@@ -115,6 +115,9 @@ class Category(_Frozen):
     fields: tuple[PayloadField, ...] = ()
     clustering: tuple[str, ...] = ("event_id",)
     partition_expiration_days: int | None = Field(default=None, ge=1)
+    #: How many shards finalize one (category, hour) partition: each commits the events whose id hashes to it, so
+    #: that many workers merge one hour side by side. Fixed per partition when it is first finalized (_plan.json).
+    finalize_shards: int = Field(default=1, ge=1, le=64)
 
     @field_validator("name")
     @classmethod

@@ -149,10 +149,15 @@ class Isolated:
 
 
 def isolated(
-    endpoints: Endpoints, workdir: Path, *, ack_deadline: int | None = None, max_delivery_attempts: int | None = None
+    endpoints: Endpoints,
+    workdir: Path,
+    *,
+    ack_deadline: int | None = None,
+    max_delivery_attempts: int | None = None,
+    finalize_shards: int | None = None,
 ) -> Isolated:
     """Provision a fresh catalog prefix (topics, subscriptions, dead-letter) and bucket for one test; ``ack_deadline``
-    and ``max_delivery_attempts`` replace every tier's."""
+    and ``max_delivery_attempts`` replace every tier's, ``finalize_shards`` every category's."""
     tag = uuid.uuid4().hex[:8]
     data = yaml.safe_load((REPO / "deploy/terraform/catalog.yaml").read_text())
     data["name_prefix"] = f"t{tag}"
@@ -161,6 +166,9 @@ def isolated(
             t["ack_deadline_seconds"] = ack_deadline
         if max_delivery_attempts is not None:
             t["max_delivery_attempts"] = max_delivery_attempts
+    for c in data["categories"]:
+        if finalize_shards is not None:
+            c["finalize_shards"] = finalize_shards
     path = workdir / "catalog.yaml"
     path.write_text(yaml.safe_dump(data))
     catalog = load_catalog(path)

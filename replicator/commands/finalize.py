@@ -105,7 +105,8 @@ def finalize(
             raise typer.Exit(1) from None
         for m in committed:
             typer.echo(
-                f"committed {m.category} {m.partition_label} g{m.generation:04d} events={m.total_events} "
+                f"committed {m.category} {m.partition_label} {m.shard.label + '-' if m.shard.count > 1 else ''}"
+                f"g{m.generation:04d} events={m.total_events} "
                 f"files={len(m.files)} duplicates={m.duplicates_dropped}"
             )
     if fin.failures:

@@ -24,8 +24,9 @@ def partitions(
     catalog: Annotated[str | None, typer.Option(help="Catalog YAML (env LOGPIPE_CATALOG).")] = None,
     gcs_deadline: Annotated[float | None, _GCS_DEADLINE] = None,
 ) -> None:
-    """List partitions with their state (open / committed / complete), events, files and manifests, and which
-    worker holds the finalization claim of a partition being finalized now.
+    """List partitions with their state (open / committed / complete), shard count (the category's
+    ``finalize_shards``, fixed per partition; generations then counts the furthest shard's), events, files and
+    manifests, and which workers hold the finalization claims of a partition being finalized now.
 
     Exit 1 when the bucket cannot be read, 2 on a usage error."""
     cfg = _config(
@@ -42,6 +43,7 @@ def partitions(
     from replicator import clients
     from replicator.claims import holder
     from replicator.errors import StoreError
+    from replicator.layout import Shard
     from replicator.scan import committed_partitions, read_partition, staged_partitions
 
     store = clients.object_store(cfg)
@@ -52,12 +54,13 @@ def partitions(
             parts = set(staged_partitions(store, name)) | committed_partitions(store, name)
             for p in sorted(parts):
                 s = read_partition(store, p)
-                claim = holder(store, p, now) if s.pending else None
+                held = [h for k in Shard.all(s.shards) if s.pending and (h := holder(store, p, now, shard=k))]
                 rows.append(
                     {
                         "category": p.category,
                         "partition": p.hour.strftime("%Y-%m-%dT%H"),
                         "state": s.state,
+                        "shards": s.shards,
                         "generations": s.generation,
                         "committed_events": s.committed_events,
                         "files": sum(len(m.files) for _, m in s.manifests),
@@ -65,8 +68,8 @@ def partitions(
                         "staging": len(s.staging),
                         "manifests": [n for n, _ in s.manifests],
                         "success": s.success,
-                        "claimed_by": claim[0] if claim else None,
-                        "claim_expires": claim[1].isoformat() if claim else None,
+                        "claimed_by": ",".join(sorted({h[0] for h in held})) or None,
+                        "claim_expires": max(h[1] for h in held).isoformat() if held else None,
                     }
                 )
     except StoreError as exc:
@@ -84,6 +87,7 @@ def partitions(
         "category",
         "partition",
         "state",
+        "shards",
         "generations",
         "committed_events",
         "files",

@@ -1,16 +1,18 @@
 """G1/G2/G3 gap: a real SIGKILL of a replicator worker *during* compaction while a second worker finalizes the same
 partitions: racing them (finalization claims off), or taking the victim's claimed partitions over once its claims
-expire (claims of 10 s). GCS uploads are slowed by the fault proxy so the finalization is long enough to be caught in
-the middle: the victim is killed only once a data file of an uncommitted generation exists (asserted, so the test
-cannot pass without exercising that window; with claims, a data file of a partition the victim claims). While the
-survivor works, a reader following the manifests must never meet a missing file or a ``_SUCCESS`` without a
-manifest; at the end every event is committed exactly once. Real processes.
+expire (claims of 10 s; also with every partition finalized in 3 shards, claimed and committed per shard). GCS
+uploads are slowed by the fault proxy so the finalization is long enough to be caught in the middle: the victim is
+killed only once a data file of an uncommitted generation exists (asserted, so the test cannot pass without
+exercising that window; with claims, a data file of a partition the victim claims). While the survivor works, a
+reader following the manifests must never meet a missing file or a ``_SUCCESS`` without a manifest of every shard;
+at the end every event is committed exactly once. Real processes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 from replicator_harness import Isolated, isolated, wait_for
 
-from replicator.layout import manifest_generation
+from replicator.layout import manifest_generation, manifest_shard, part_shard_generation
 from replicator.scan import list_manifests
 from replicator.synth import make_envelope
 from service.local.endpoints import Endpoints
@@ -48,28 +50,32 @@ def _logs(iso: Isolated) -> list[str]:
 
 
 def _uncommitted_data_file(names: list[str], within: set[str] | None = None) -> bool:
-    """A ``part-g<N>`` file exists whose partition has no manifest of generation N yet: a compaction in progress (in
-    one of the partition paths ``within``, if given)."""
-    manifests = {(n.rsplit("/", 1)[0], manifest_generation(n)) for n in names if manifest_generation(n)}
+    """A data file of generation N of a shard exists whose partition has no manifest of that shard's generation N
+    yet: a compaction in progress (in one of the partition paths ``within``, if given)."""
+    manifests = {
+        (n.rsplit("/", 1)[0], manifest_shard(n), manifest_generation(n)) for n in names if manifest_shard(n) is not None
+    }
     for n in names:
-        d, base = n.rsplit("/", 1)
+        d = n.rsplit("/", 1)[0]
         in_scope = within is None or d.removeprefix("logs/") in within
-        if base.startswith("part-g") and (d, int(base[6:10])) not in manifests and in_scope:
+        part = part_shard_generation(n)
+        if part is not None and (d, *part) not in manifests and in_scope:
             return True
     return False
 
 
 def _claimed_by(iso: Isolated, pid: int) -> set[str]:
-    """The partition paths (``<category>/YYYY/MM/DD/HH``) whose finalization claim the worker ``pid`` holds."""
+    """The partition paths (``<category>/YYYY/MM/DD/HH``) of the finalization claims (of any shard) that the worker
+    ``pid`` holds."""
     return {
-        o.name.removeprefix("claims/").rsplit("/", 1)[0]
+        re.sub(r"/s\d\dof\d\d$", "", o.name.removeprefix("claims/").rsplit("/", 1)[0])
         for o in iso.store().list("claims/")
         if o.metadata.get("writer", "").endswith(f":{pid}")
     }
 
 
 def _reader_sees_a_consistent_bucket(iso: Isolated) -> None:
-    """G3: every file named by a manifest exists, and ``_SUCCESS`` only sits next to a manifest."""
+    """G3: every file named by a manifest exists, and ``_SUCCESS`` only sits next to a manifest of every shard."""
     manifests = list(list_manifests(iso.store(), CATEGORIES))  # first: its files predate each manifest
     names = set(_logs(iso))
     for _, m in manifests:
@@ -78,14 +84,15 @@ def _reader_sees_a_consistent_bucket(iso: Isolated) -> None:
     for n in names:
         if n.endswith("/_SUCCESS"):
             d = n.rsplit("/", 1)[0]
-            assert any(x.startswith(d + "/_manifest-g") for x in names), f"{n} without a manifest"
+            shards = {s for x in names if x.startswith(d + "/") and (s := manifest_shard(x)) is not None}
+            assert shards and len(shards) == next(iter(shards)).count, f"{n} without a manifest of every shard"
 
 
-@pytest.mark.parametrize("claim_seconds", ["0", "10"])
+@pytest.mark.parametrize(("claim_seconds", "shards"), [("0", 1), ("10", 1), ("10", 3)])
 def test_sigkill_during_compaction_with_two_workers_racing(
-    local_cloud: Endpoints, tmp_path: Path, claim_seconds: str
+    local_cloud: Endpoints, tmp_path: Path, claim_seconds: str, shards: int
 ) -> None:
-    iso = isolated(local_cloud, tmp_path, ack_deadline=10)
+    iso = isolated(local_cloud, tmp_path, ack_deadline=10, finalize_shards=shards)
     proxy = FaultProxy(local_cloud.gcs_url, seed=3).start()
     try:
         now = dt.datetime.now(dt.UTC)
@@ -133,8 +140,9 @@ def test_sigkill_during_compaction_with_two_workers_racing(
         _reader_sees_a_consistent_bucket(iso)
         counts = iso.committed(CATEGORIES)
         assert {k: v for k, v in counts.items() if v != 1} == {}
-        sources = [s for _, m in list_manifests(iso.store(), CATEGORIES) for s in m.sources]
-        assert len(sources) == len(set(sources)), "a staging object was consumed by two generations"
+        sources = [(m.shard, s) for _, m in list_manifests(iso.store(), CATEGORIES) for s in m.sources]
+        assert len(sources) == len(set(sources)), "a staging object was consumed by two generations of a shard"
+        assert {m.shard.count for _, m in list_manifests(iso.store(), CATEGORIES)} == {shards}
         assert survivor.poll() is None, iso.logs_tail()
         if claim_seconds != "0":
             # The victim's last request may still commit after the kill (a POST the slow proxy already holds), so

@@ -168,7 +168,7 @@ def test_a_rerun_after_a_crash_before_the_manifest_writes_identical_files_and_ma
     p = Partition("ads_click", H)
     with pytest.raises(StoreError):
         _finalizer(crashing, target=20_000).finalize_partition(p)
-    first_try = _objects(crashing, "logs/")
+    first_try = {n: d for n, d in _objects(crashing, "logs/").items() if "/part-" in n}
     assert len(first_try) > 2 and not read_partition(crashing, p).manifests
 
     store = MemoryStore()  # the same bucket, now healthy
