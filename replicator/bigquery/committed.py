@@ -7,14 +7,24 @@ One pass (``CommittedLoader.run``), in numbered steps; a crash after any step is
       outage) commits delta manifests into partitions older than the lookback (G1); so does a pass whose clock
       stepped back behind the last backfill. The same listings show which hours are complete (``_SUCCESS``):
       ``complete_hours``, whose staging objects the fresh path does not list.
-  C2. Read each remaining manifest and load its files with ``LoadRunner`` (job id from category, hour, generation,
-      token). A repeat after a crash answers 409 and is recognised as done: the committed table gets each generation
-      once.
-  C3. Delete the fresh rows the loaded manifests cover (``DELETE ... WHERE source IN UNNEST(@sources)``, 10,000
-      sources a statement). Only an optimisation: the view already prefers committed rows; this keeps the fresh
-      table (and so every query of the view) small. Idempotent.
+  C2. Read each remaining manifest and load its files with ``LoadRunner`` (job id from category, hour, shard,
+      generation, token). A repeat after a crash answers 409 and is recognised as done: the committed table gets
+      each generation of each shard once.
+  C3. Delete the fresh rows the loaded manifests cover, 10,000 sources a statement. Only an optimisation: the view
+      already prefers committed rows; this keeps the fresh table (and so every query of the view) small. But it
+      must never delete a row whose event is not committed yet: that event would vanish from the view. Idempotent.
+      * Unsharded manifests: ``DELETE ... WHERE source IN UNNEST(@sources)``. Every event of a source a manifest
+        lists is committed (by it or an earlier generation) or rejected (and then never in the fresh table).
+      * Manifests of a shard (``_delete_shard_fresh``): a shard's manifest lists every source pending for it but
+        commits only its own events of them; the other shards' events of those sources may not be committed yet.
+        So only the rows whose event is in the committed table are deleted, per partition: ``source IN
+        UNNEST(@sources) AND event_id IN (SELECT event_id FROM <committed> WHERE event_time in the partition's
+        hour)``, both tables bounded to the hour (partition pruning). The hour, not the manifest's event times:
+        a later shard's delete also removes an earlier shard's rows that a fresh load brought back after that
+        shard's delete (the fresh path loads a source until every shard committed it: known.py).
   C4. Write the ``.loaded`` markers (create-if-absent). They only save work: a lost marker costs one 409.
 A manifest without files (a delta whose events were all duplicates) has nothing to load and goes straight to C3.
+Markers and job ids carry the shard (names.py): shards number their generations independently.
 
 Memory (G4): what the passes remember of the manifests they know, and for how long: known.py (``KnownManifests``).
 """
@@ -37,7 +47,14 @@ from replicator.bigquery.metrics import LoaderMetrics
 from replicator.bigquery.views import DEFAULT_HORIZON_HOURS
 from replicator.crash import NEVER, CrashPoints
 from replicator.errors import ObjectNotFound
-from replicator.layout import Layout, Partition, days_between, manifest_generation, parse_partition_dir
+from replicator.layout import (
+    Layout,
+    Partition,
+    days_between,
+    manifest_generation,
+    manifest_shard,
+    parse_partition_dir,
+)
 from replicator.manifest import Manifest, ManifestError
 from replicator.store import ObjectStore
 from service.catalog import Category, FileFormat
@@ -130,9 +147,10 @@ class CommittedLoader:
         """The hours the fresh path skips (``KnownManifests.complete_hours``)."""
         return self._known.complete_hours
 
-    def handed_over(self, done: frozenset[str]) -> None:
-        """The fresh path finished a pass with ``done`` (a ``done_sources``): ``KnownManifests.handed_over``."""
-        self._known.handed_over(done)
+    def handed_over(self, done: frozenset[str], waiting: frozenset[tuple[str, dt.datetime]] | None = None) -> None:
+        """The fresh path finished a pass with ``done`` (a ``done_sources``) and then waits on the hours ``waiting``
+        (``FreshLoader.waiting_hours``; None: unknown): ``KnownManifests.handed_over``."""
+        self._known.handed_over(done, waiting)
 
     def _discover(self) -> list[tuple[str, Day]]:
         now = self._clock()
@@ -159,14 +177,18 @@ class CommittedLoader:
         """The entry of manifest object ``name`` of ``day``; None if it is no manifest or (read for its sources)
         unreadable. Read only for an open hour of the fresh window; one of a complete hour is read when it is loaded,
         or, already loaded, when its names are handed over (``read_unread``)."""
-        p, generation = parse_partition_dir(name, self._layout.logs_prefix), manifest_generation(name)
-        if p is None or generation is None:
+        p, generation, shard = (
+            parse_partition_dir(name, self._layout.logs_prefix),
+            manifest_generation(name),
+            manifest_shard(name),
+        )
+        if p is None or generation is None or shard is None:
             return None
-        marker, hour = names.committed_marker(p, generation), p.hour.hour
+        marker, hour = names.committed_marker(p, generation, shard), p.hour.hour
         if not day.fresh or hour in day.complete:
-            return Entry(marker, hour, unread=day.fresh and marker in day.done)
+            return Entry(marker, hour, unread=day.fresh and marker in day.done, shard=shard)
         m = self._read(name)
-        return Entry(marker, hour, m.sources) if m else None
+        return Entry(marker, hour, m.sources, shard=shard) if m else None
 
     def _read(self, name: str) -> Manifest | None:
         try:
@@ -189,7 +211,9 @@ class CommittedLoader:
             p = Partition(m.category, m.partition_hour)
             spec = LoadSpec(
                 kind="commit",
-                job_base=names.commit_job_base(self._target.job_prefix, self._target.dataset, p, m.generation, m.token),
+                job_base=names.commit_job_base(
+                    self._target.job_prefix, self._target.dataset, p, m.generation, m.token, m.shard
+                ),
                 uris=tuple(f"gs://{self._target.bucket}/{f.name}" for f in m.files),
                 table=self._target.table(names.committed_table(m.category)),
                 source_format=_FORMATS[by_name[m.category].file_format],
@@ -223,6 +247,12 @@ class CommittedLoader:
         """Whether a loaded manifest of a complete hour waits for ``read_unread``."""
         return self._known.any_unread
 
+    @property
+    def wants_waiting(self) -> bool:
+        """Whether ``handed_over`` and ``read_unread`` have a use for the hours the fresh batches wait on: some
+        manifest is unread, or a loaded shard's manifest of a complete hour holds names (known.py)."""
+        return self._known.any_unread or self._known.any_shard_held
+
     def read_unread(self, waiting: frozenset[tuple[str, dt.datetime]] | None = None) -> None:
         """Read the names of loaded manifests of complete hours not handed over yet (found loaded, or beyond the room
         when loaded), newest first, while there is room: what ``done_sources`` lacks for F4. ``waiting``: the
@@ -234,9 +264,7 @@ class CommittedLoader:
             if waiting is not None and hour not in waiting:
                 self._known.not_wanted(day, name)
                 continue
-            if room <= 0:
-                if waiting is None:
-                    break
+            if room <= 0 and not self._known.completes_held(day, name):  # a sibling shard's: read anyway (known.py)
                 continue  # clear the flags of the rest not waited on
             m = self._read(name)  # None (logged): nothing to hand over
             self._known.hold(day, name, m.sources if m else ())
@@ -244,8 +272,14 @@ class CommittedLoader:
 
     def _finish(self, loaded: list[tuple[str, Manifest, Day]]) -> bool:
         """C3 and C4 for ``loaded``. False if the delete failed: the next pass loads them again (409) and retries."""
+        sharded: dict[Partition, set[str]] = {}
+        for _, m, _ in loaded:
+            if m.shard.count > 1:
+                sharded.setdefault(m.partition, set()).update(m.sources)
         try:
-            self._delete_fresh(sorted({s for _, m, _ in loaded for s in m.sources}))
+            self._delete_fresh(sorted({s for _, m, _ in loaded if m.shard.count == 1 for s in m.sources}))
+            for p, sources in sorted(sharded.items()):
+                self._delete_shard_fresh(p, sorted(sources))
         except Exception as exc:
             log.warning("deleting committed fresh rows failed, retrying next pass: %r", exc)
             return False
@@ -259,8 +293,37 @@ class CommittedLoader:
         return True
 
     def _delete_fresh(self, sources: list[str]) -> None:
+        """C3 for unsharded manifests: every fresh row of ``sources`` (module docstring)."""
         table = self._target.table(names.fresh_table(self._tier))
         for i in range(0, len(sources), _DELETE_CHUNK):
             chunk = sources[i : i + _DELETE_CHUNK]
             cfg = bigquery.QueryJobConfig(query_parameters=[bigquery.ArrayQueryParameter("sources", "STRING", chunk)])
             self._client.query(f"DELETE FROM `{table}` WHERE source IN UNNEST(@sources)", job_config=cfg).result()
+
+    def _delete_shard_fresh(self, p: Partition, sources: list[str]) -> None:
+        """C3 for manifests of shards of ``p``: the fresh rows of ``sources`` whose event is in the committed table,
+        never another (module docstring). Both tables are bounded to ``p``'s hour: the staging objects of ``p`` hold
+        only its events, and a bound can only make the statement delete less."""
+        fresh = self._target.table(names.fresh_table(self._tier))
+        committed = self._target.table(names.committed_table(p.category))
+        sql = shard_delete_sql(fresh, committed)
+        start, end = p.hour, p.hour + dt.timedelta(hours=1)
+        for i in range(0, len(sources), _DELETE_CHUNK):
+            params = [
+                bigquery.ArrayQueryParameter("sources", "STRING", sources[i : i + _DELETE_CHUNK]),
+                bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
+                bigquery.ScalarQueryParameter("end", "TIMESTAMP", end),
+            ]
+            self._client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result()
+
+
+def shard_delete_sql(fresh: str, committed: str) -> str:
+    """C3's statement for a shard's manifests (module docstring), on the tables ``fresh`` and ``committed``
+    (``project.dataset.table``). Parameters: ``@sources`` (ARRAY<STRING>), ``@start`` and ``@end`` (TIMESTAMP: the
+    partition's hour, end excluded)."""
+    return (
+        f"DELETE FROM `{fresh}` AS f\n"
+        f"WHERE f.source IN UNNEST(@sources) AND f.event_time >= @start AND f.event_time < @end\n"
+        f"  AND f.event_id IN (SELECT c.event_id FROM `{committed}` AS c\n"
+        f"                     WHERE c.event_time >= @start AND c.event_time < @end)"
+    )

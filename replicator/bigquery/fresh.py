@@ -27,6 +27,14 @@ after any step is finished by the next pass (of this worker or another):
       ``done_sources``. A batch remembers which of its objects it has not seen there yet (``_Batch.waiting``), so
       the committed path hands each loaded manifest's names over once and then drops those of complete hours; of a
       manifest found loaded (a restart), only if some batch waits on its hour (``waiting_hours``).
+Partitions finalized in shards (``layout.Shard``): a shard's manifest lists a staging object but commits only that
+shard's events of it, so ``committed_sources`` names an object only once a manifest of every shard lists it, and
+``done_sources`` only once those are all loaded (known.py). Until then F2 and ``convert`` treat it as uncommitted:
+the events of the shards that did not commit it yet are shown through the fresh table (the rows of the shards that
+did are hidden by the view's anti-join, and deleted by C3: committed.py), and F4 keeps its batch. Treating "listed by
+some manifest" as committed would hide the other shards' events for as long as their finalizer lags (a loss of
+freshness without bound, e.g. a shard whose commits keep failing); the cost of not doing so is loading an object
+once more into the fresh table when a shard committed it before F2 batched it.
 If two workers still cut different batches (one saw a manifest or a ``_SUCCESS`` the other did not yet), the fresh
 table holds an event twice, and the view's QUALIFY shows it once. Correctness never depends on the batching or on
 what F2 lists; only cost and latency do. An envelope landing late into a complete hour is left to the committed path

@@ -1,17 +1,19 @@
 """The loader's calendar: the UTC days a window lists, and the staging hours a fresh pass lists.
 
 A (category, hour) partition is *complete* once ``logs/<category>/YYYY/MM/DD/HH/_SUCCESS`` exists
-(``Layout.success_marker``). The finalizer writes it after generation 1, once the hour closed (watermark plus
-lateness: G3), and nothing ever deletes it. The committed pass sees these markers in the listings of
-``logs/<category>/YYYY/MM/DD/`` it makes anyway, and hands them to the fresh pass as ``CompleteHours``. The fresh pass
-lists only the staging hours not known complete (``staging_prefixes``). Staging objects stay in the bucket for 30
-days, long after their hour committed, so listing the whole horizon (2-3 days of envelopes) every minute would cost
-what the traffic costs; this costs what the open hours cost.
+(``Layout.success_marker``). The finalizer writes it after generation 1 (of every shard, for a partition finalized
+in shards), once the hour closed (watermark plus lateness: G3), and nothing ever deletes it. The committed pass sees
+these markers in the listings of ``logs/<category>/YYYY/MM/DD/`` it makes anyway, and hands them to the fresh pass as
+``CompleteHours``. The fresh pass lists only the staging hours not known complete (``staging_prefixes``). Staging
+objects stay in the bucket for 30 days, long after their hour committed, so listing the whole horizon (2-3 days of
+envelopes) every minute would cost what the traffic costs; this costs what the open hours cost.
 
 Safety (docs/design.md, "The fresh pass lists open hours only"): the fresh path only shortens latency. G1 rests on the
 committed path, G2 on the view (committed rows win, QUALIFY collapses fresh copies). Skipping a complete hour only
 means that an envelope landing late into it is not shown by the fresh path; it becomes queryable once the finalizer
-commits it as a delta generation and the committed pass loads that. Knowledge only grows, and its absence (a day not
+commits it as a delta generation and the committed pass loads that. With shards this includes an envelope that landed
+between two shards' generation 1 (the earlier shard commits it in its delta) and, until loaded, a shard's manifest
+whose load is pending: latency only, as for an unsharded generation. Knowledge only grows, and its absence (a day not
 listed yet, or forgotten) means "list it": a stale ``CompleteHours`` costs listings, never data.
 """
 

@@ -17,15 +17,29 @@ fresh_horizon`` on: the staging days the fresh path lists) and only:
 A manifest of an older day, or of a complete hour and not loaded yet, is not even read until it has to be loaded. C2
 reads the manifest it loads (immutable), and C3/C4 run every ``_FLUSH_SOURCES`` sources (committed.py): a catch-up
 holds few at a time.
+
+Sharded partitions (``layout.Shard``): a manifest of shard K of N lists every staging object pending for K at its
+commit, but commits only K's events of them. So a source is *consumed* (its events all committed) only once a
+manifest of every shard of its partition lists it, and *done* only once such a manifest of every shard is loaded.
+``committed_sources`` and ``done_sources`` say exactly that (an unsharded manifest alone covers its sources, as
+before): the fresh path keeps loading an object until every shard committed it, so the events of a shard that did not
+commit it yet (a slower or failing finalizer of that shard) stay in the view through the fresh table, and F4 cleans a
+batch only once every shard's rows of its objects are in the committed table. Until then the names of the loaded
+shards' manifests of a complete hour are held (``handed_over`` drops a manifest's names once all are done). So that a
+partial set never pins the handover room: an unread manifest of a sibling shard is read even beyond the room
+(``completes_held``), and ``handed_over`` also drops the names of a complete hour no fresh batch waits on (``waiting``:
+none ever will). What stays pinned is a loaded shard's names while a sibling's load is pending or given up, and a
+batch waits on them: F4 must not clean that batch (a shard's rows of it are not committed).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from replicator.bigquery.hours import CompleteHours, first_day
+from replicator.layout import WHOLE, Shard
 
 #: Sources of loaded manifests of complete hours held for the fresh path's F4 until handed over (beyond one manifest).
 #: As many as committed.py's ``_FLUSH_SOURCES``.
@@ -36,13 +50,15 @@ _HANDOVER_SOURCES = 100_000
 class Entry:
     """What is remembered of one known manifest: its ``.loaded`` marker, its partition's UTC hour, and its sources
     while the fresh path can use them (``()`` otherwise: module docstring). ``unread``: loaded, of a complete hour of
-    the fresh window, and its sources still to be read and handed over. Files and the rest are read again to load it.
+    the fresh window, and its sources still to be read and handed over. ``shard``: the shard of the partition it
+    commits (from its name; ``WHOLE`` if unsharded). Files and the rest are read again to load it.
     """
 
     marker: str
     hour: int
     sources: tuple[str, ...] = ()
     unread: bool = False
+    shard: Shard = WHOLE
 
 
 @dataclass(slots=True)
@@ -56,6 +72,23 @@ class Day:
     done: set[str] = field(default_factory=set)  # ``.loaded`` markers
     complete: set[int] = field(default_factory=set)  # hours with ``_SUCCESS`` (never deleted: only ever added)
     failed: set[str] = field(default_factory=set)  # manifests whose load was given up (recorded by the runner)
+
+
+def _covered(day: Day, loaded_only: bool) -> Iterator[str]:
+    """The sources of ``day``'s entries (of the loaded ones only if ``loaded_only``) whose events are all covered: those
+    of an unsharded manifest, and those a manifest of every shard of their partition lists (module docstring)."""
+    by_shard: dict[tuple[int, int], dict[str, set[int]]] = {}  # (hour, shard count) -> source -> shards listing it
+    for e in day.manifests.values():
+        if not e.sources or (loaded_only and e.marker not in day.done):
+            continue
+        if e.shard.count == 1:
+            yield from e.sources
+            continue
+        listed = by_shard.setdefault((e.hour, e.shard.count), {})
+        for s in e.sources:
+            listed.setdefault(s, set()).add(e.shard.index)
+    for (_, count), listed in by_shard.items():
+        yield from (s for s, shards in listed.items() if len(shards) == count)
 
 
 class KnownManifests:
@@ -80,24 +113,23 @@ class KnownManifests:
 
     @property
     def committed_sources(self) -> frozenset[str]:
-        """Staging objects of the fresh window's days consumed by a known manifest: the fresh path leaves these
-        alone. Complete for every hour the fresh path lists, i.e. every hour of the fresh window's days that is not
-        in ``complete_hours`` (the window's first day only moves forward, and an hour only ever becomes complete).
-        Of a complete hour, only the names of loaded manifests not yet ``handed_over``."""
+        """Staging objects of the fresh window's days consumed by the known manifests (by one unsharded manifest, or
+        by a manifest of every shard of their partition): the fresh path leaves these alone. Complete for every hour
+        the fresh path lists, i.e. every hour of the fresh window's days that is not in ``complete_hours`` (the
+        window's first day only moves forward, and an hour only ever becomes complete). Of a complete hour, only the
+        names of loaded manifests not yet ``handed_over``."""
         if self._committed_cache is None:
-            entries = (e for d in self._days.values() for e in d.manifests.values())
-            self._committed_cache = frozenset(s for e in entries for s in e.sources)
+            self._committed_cache = frozenset(s for d in self._days.values() for s in _covered(d, loaded_only=False))
         return self._committed_cache
 
     @property
     def done_sources(self) -> frozenset[str]:
-        """The ``committed_sources`` whose manifest is loaded and whose fresh rows are deleted. Each loaded manifest of
-        the fresh window is in it at least once before ``handed_over`` drops it (that of an open hour until the hour
-        completes): F4 accumulates what it saw (fresh.py)."""
+        """The ``committed_sources`` whose manifests (one unsharded, or one of every shard) are loaded and whose fresh
+        rows are deleted. Each loaded manifest of the fresh window is in it at least once before ``handed_over``
+        drops it (that of an open hour until the hour completes; that of a shard once every shard's manifest listing
+        its names is loaded and held): F4 accumulates what it saw (fresh.py)."""
         if self._done_cache is None:
-            self._done_cache = frozenset(
-                s for d in self._days.values() for e in d.manifests.values() if e.marker in d.done for s in e.sources
-            )
+            self._done_cache = frozenset(s for d in self._days.values() for s in _covered(d, loaded_only=True))
         return self._done_cache
 
     @property
@@ -107,13 +139,19 @@ class KnownManifests:
             self._complete_cache = {k: frozenset(d.complete) for k, d in self._days.items() if d.complete}
         return self._complete_cache
 
-    def handed_over(self, done: frozenset[str]) -> None:
+    def handed_over(self, done: frozenset[str], waiting: frozenset[tuple[str, dt.datetime]] | None = None) -> None:
         """The fresh path finished a pass with ``done`` (a ``done_sources``): drop the names of every loaded manifest
         of a complete hour that it held. They exclude nothing (F2 does not list complete hours), and F4 keeps what it
-        saw. A manifest of an open hour keeps its names until its hour completes."""
-        for d in self._days.values():
+        saw. A manifest of an open hour keeps its names until its hour completes. ``waiting``: the (category, UTC
+        hour)s some fresh batch waits on after that pass (``FreshLoader.waiting_hours``; None: unknown); the names of
+        a complete hour not in it are dropped as well, done or not: no batch will ever need them (a shard's manifest
+        whose sibling's names are not held, module docstring; an unsharded loaded manifest's are all done anyway)."""
+        for (category, day), d in self._days.items():
             for n, e in d.manifests.items():
-                if e.sources and e.hour in d.complete and e.marker in d.done and all(s in done for s in e.sources):
+                if not (e.sources and e.hour in d.complete and e.marker in d.done):
+                    continue
+                hour = dt.datetime(day.year, day.month, day.day, e.hour, tzinfo=dt.UTC)
+                if all(s in done for s in e.sources) or (waiting is not None and (category, hour) not in waiting):
                     d.manifests[n] = replace(e, sources=())
                     self._changed()
 
@@ -205,6 +243,16 @@ class KnownManifests:
         """Whether some manifest is ``unread``."""
         return any(e.unread for d in self._days.values() for e in d.manifests.values())
 
+    @property
+    def any_shard_held(self) -> bool:
+        """Whether a loaded shard's manifest of a complete hour holds names: ``handed_over`` drops them once all are
+        done, or once no batch waits on the hour (which it can only tell given ``waiting``)."""
+        return any(
+            e.sources and e.shard.count > 1 and e.hour in d.complete and e.marker in d.done
+            for d in self._days.values()
+            for e in d.manifests.values()
+        )
+
     def unread(self) -> list[tuple[str, Day, tuple[str, dt.datetime]]]:
         """The ``unread`` manifests (loaded, of complete hours, names not held yet), newest hour first, each with its
         (category, UTC hour)."""
@@ -226,3 +274,13 @@ class KnownManifests:
         (the fresh path recovered its batches, and F2 never lists a complete hour): it is not read."""
         day.manifests[name] = replace(day.manifests[name], unread=False)
         self._changed()
+
+    def completes_held(self, day: Day, name: str) -> bool:
+        """Whether ``name`` of ``day`` is a shard's manifest and a loaded sibling shard's manifest holds its names:
+        reading it (beyond the handover room) lets them be done and handed over, instead of held for good."""
+        entry = day.manifests[name]
+        return entry.shard.count > 1 and any(
+            e.sources and e.hour == entry.hour and e.shard.count == entry.shard.count and e.shard != entry.shard
+            for e in day.manifests.values()
+            if e.marker in day.done
+        )

@@ -204,9 +204,10 @@ class Loader:
             manifests += committed.run()
             done = committed.done_sources
             events += fresh.run(committed.committed_sources, done, committed.complete_hours)
-            committed.handed_over(done)  # F4 noted them: keep the open hours' names only (known.py, "Memory")
+            waiting = fresh.waiting_hours() if committed.wants_waiting else None  # costs a walk of the batches
+            committed.handed_over(done, waiting)  # F4 noted them: keep the open hours' names only (known.py, "Memory")
             if committed.any_unread:  # found loaded (a restart): read those the batches wait on, for the next F4
-                committed.read_unread(fresh.waiting_hours())
+                committed.read_unread(waiting)
         return manifests, events
 
 
