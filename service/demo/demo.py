@@ -183,7 +183,8 @@ def _report(
         by_part.setdefault((m["category"], m["partition"]), []).append(m)
     for (cat, hour), ms in sorted(by_part.items()):
         files = sum(len(m["files"]) for m in ms)
-        gens = ",".join(f"g{m['generation']}" for m in sorted(ms, key=lambda m: m["generation"]))
+        ms.sort(key=lambda m: (m.get("shard", 0), m["generation"]))
+        gens = ",".join(f"s{m['shard']}-g{m['generation']}" if "shard" in m else f"g{m['generation']}" for m in ms)
         parts.add_row(f"{cat}/{hour}", gens, str(files), str(sum(m["total_events"] for m in ms)))
     console.print(parts)
     counts = Table(title=f"BigQuery: {ep.dataset}.<category>, per hour")

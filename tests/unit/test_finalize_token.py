@@ -177,11 +177,12 @@ def test_same_inputs_give_byte_identical_files_in_every_format() -> None:
             lander = Lander(store, [c.name], Metrics())
             for e in _envelopes(c.name):
                 lander.land(e.data, e.attributes)
-            [m] = Finalizer(store, CAT, Metrics(), FinalizeSettings(target_file_bytes=4000)).finalize_partition(
+            ms = Finalizer(store, CAT, Metrics(), FinalizeSettings(target_file_bytes=4000)).finalize_partition(
                 Partition(c.name, H)
-            )
-            assert len(m.files) > 1 and m.duplicates_dropped == 2
-            stores[c.name] = {f.name: store.read(f.name) for f in m.files}
+            )  # one manifest per shard (trace_span's finalize_shards)
+            assert len(ms) == c.finalize_shards and sum(m.duplicates_dropped for m in ms) == 2
+            assert sum(len(m.files) for m in ms) > 1
+            stores[c.name] = {f.name: store.read(f.name) for m in ms for f in m.files}
         runs.append(stores)
     assert runs[0] == runs[1]
     assert {c.file_format for c in CAT.categories} == {FileFormat.AVRO, FileFormat.JSONL_GZ}
