@@ -39,7 +39,7 @@ from replicator import records
 from replicator.claims import ClaimLost, PartitionClaims, Stopping, under_claim
 from replicator.crash import CrashPoints
 from replicator.generation import MAX_REJECTED_LISTED, GenerationWriter, generation_token
-from replicator.layout import Layout, Partition, Shard, part_shard_generation
+from replicator.layout import WHOLE, Layout, Partition, Shard, part_shard_generation
 from replicator.manifest import Manifest
 from replicator.metrics import Metrics
 from replicator.plan import resolve_shards
@@ -235,7 +235,7 @@ class Finalizer:
         cover; committed generations never change, so only newer manifests' files are read.
         """
         p = state.partition
-        key = (p, state.shard or Shard())
+        key = (p, state.shard or WHOLE)
         category = self.catalog.category(p.category)
         cached_key, cached_gen, cached = self._ids_cache
         if cached_key != key or cached_gen > state.generation:
@@ -256,7 +256,7 @@ class Finalizer:
     ) -> tuple[str, Manifest] | None:
         """Steps F3-F4 for one generation. Returns (name, manifest) if committed (by us), None if we lost a race."""
         p = state.partition
-        shard = state.shard or Shard()
+        shard = state.shard or WHOLE
         category = self.catalog.category(p.category)
         generation = state.generation + 1
         sources = tuple(o.name for o in state.pending)

@@ -100,7 +100,7 @@ def read_partition(
     shard count comes from ``shard``, else from the partition's plan (``replicator.plan``). Raises
     ``StoreError``/``ManifestError``/``PlanError`` on failures."""
     lay = layout or Layout()
-    names = [info for info in store.list(lay.partition_dir(partition))]
+    names = list(store.list(lay.partition_dir(partition)))
     shards = shard.count if shard is not None else existing_shards(store, lay, partition, [i.name for i in names]) or 1
     manifest_names: list[str] = []
     committed: set[int] = set()
