@@ -29,7 +29,7 @@ from replicator.layout import (
     part_shard_generation,
 )
 from replicator.manifest import Manifest
-from replicator.plan import existing_shards
+from replicator.plan import check_manifests, existing_shards, foreign_manifests
 from replicator.readahead import ordered_map
 from replicator.store import ObjectInfo, ObjectStore
 
@@ -59,7 +59,7 @@ class PartitionState:
         if self.shard is not None or self.shards == 1:
             return frozenset(s for _, m in self.manifests for s in m.sources)
         per_shard = [
-            frozenset(s for _, m in self.manifests if m.shard.index == k for s in m.sources) for k in range(self.shards)
+            frozenset(s for _, m in self.manifests if m.shard == k for s in m.sources) for k in Shard.all(self.shards)
         ]
         return frozenset.intersection(*per_shard)
 
@@ -68,6 +68,12 @@ class PartitionState:
         """Staging objects not consumed yet (see ``consumed``), in name order."""
         consumed = self.consumed
         return tuple(o for o in self.staging if o.name not in consumed)
+
+    @property
+    def foreign(self) -> list[str]:
+        """Manifests committed with a shard count other than the partition's plan (``plan.check_manifests``): a
+        conflict a finalizer refuses to commit on top of, and ``logpipe partitions`` reports."""
+        return foreign_manifests((n for n, _ in self.manifests), self.shards)
 
     @property
     def generation(self) -> int:
@@ -98,10 +104,13 @@ def read_partition(
 ) -> PartitionState:
     """List and read what ``partition`` holds: everything, or (``shard``) that shard's manifests and data files. The
     shard count comes from ``shard``, else from the partition's plan (``replicator.plan``). Raises
-    ``StoreError``/``ManifestError``/``PlanError`` on failures."""
+    ``StoreError``/``ManifestError``/``PlanError`` on failures; ``PlanError`` too, for a shard's view, when a
+    manifest of the partition carries another shard count (``plan.check_manifests``: the finalizer's guard)."""
     lay = layout or Layout()
     names = list(store.list(lay.partition_dir(partition)))
     shards = shard.count if shard is not None else existing_shards(store, lay, partition, [i.name for i in names]) or 1
+    if shard is not None:
+        check_manifests(partition, shards, (i.name for i in names))
     manifest_names: list[str] = []
     committed: set[int] = set()
     data_files: list[ObjectInfo] = []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,7 +28,10 @@ def partitions(
     ``finalize_shards``, fixed per partition; generations then counts the furthest shard's), events, files and
     manifests, and which workers hold the finalization claims of a partition being finalized now.
 
-    Exit 1 when the bucket cannot be read, 2 on a usage error."""
+    A partition that cannot be read (a corrupt manifest or ``_plan.json``) is named on stderr and skipped; one whose
+    manifests disagree with its shard plan (a conflict finalizers refuse to commit on; docs/deploy.md) is listed
+    with ``foreign_manifests`` and named on stderr. Exit 1 when the bucket or a partition cannot be read, or a
+    partition has such a conflict; 2 on a usage error."""
     cfg = _config(
         ctx,
         {
@@ -44,16 +47,33 @@ def partitions(
     from replicator.claims import holder
     from replicator.errors import StoreError
     from replicator.layout import Shard
+    from replicator.manifest import ManifestError
+    from replicator.plan import PlanError
     from replicator.scan import committed_partitions, read_partition, staged_partitions
 
     store = clients.object_store(cfg)
     now = dt.datetime.now(dt.UTC)
     rows = []
+    problems = 0
     try:
         for name in cats:
             parts = set(staged_partitions(store, name)) | committed_partitions(store, name)
             for p in sorted(parts):
-                s = read_partition(store, p)
+                try:
+                    s = read_partition(store, p)
+                except (ManifestError, PlanError) as exc:
+                    problems += 1
+                    where = f"{p.category} {p.hour:%Y-%m-%dT%H}"
+                    typer.echo(f"partitions: {where}: cannot read: {_one_line(exc)}", err=True)
+                    continue
+                if s.foreign:
+                    problems += 1
+                    typer.echo(
+                        f"partitions: {p.category} {p.hour:%Y-%m-%dT%H}: {len(s.foreign)} manifest(s) disagree with "
+                        f"its plan of {s.shards} shard(s), e.g. {s.foreign[0]}; finalizers refuse it (docs/deploy.md,"
+                        " 'Upgrades and shard plan conflicts')",
+                        err=True,
+                    )
                 held = [h for k in Shard.all(s.shards) if s.pending and (h := holder(store, p, now, shard=k))]
                 rows.append(
                     {
@@ -67,6 +87,7 @@ def partitions(
                         "pending_staging": len(s.pending),
                         "staging": len(s.staging),
                         "manifests": [n for n, _ in s.manifests],
+                        "foreign_manifests": s.foreign,
                         "success": s.success,
                         "claimed_by": ",".join(sorted({h[0] for h in held})) or None,
                         "claim_expires": max(h[1] for h in held).isoformat() if held else None,
@@ -78,7 +99,13 @@ def partitions(
     if as_json:
         for r in rows:
             typer.echo(json.dumps(r))
-        return
+    else:
+        _print_table(rows)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
