@@ -95,7 +95,10 @@ def load(
         int, typer.Option(help="How far back the first pass, then one every backfill interval, looks (late data).")
     ] = 192,
     backfill_interval_seconds: Annotated[float, typer.Option(help="Seconds between two backfill passes.")] = 3600.0,
-    max_attempts: Annotated[int, typer.Option(help="Failed jobs per load before it is given up.")] = 5,
+    max_attempts: Annotated[int, typer.Option(help="Hard cap on the failed jobs of one load.")] = 64,
+    give_up_after_hours: Annotated[
+        float, typer.Option(help="Hours a load may fail for retryable reasons (quota, ...) before it is given up.")
+    ] = 48.0,
     job_prefix: Annotated[str, typer.Option(help="First part of every job id; a new one reloads from scratch.")] = (
         "logpipe"
     ),
@@ -132,6 +135,7 @@ def load(
             backfill_hours=backfill_hours,
             backfill_interval_seconds=backfill_interval_seconds,
             max_attempts=max_attempts,
+            give_up_after_hours=give_up_after_hours,
             job_prefix=job_prefix,
             crash_at=crash_at,
         )

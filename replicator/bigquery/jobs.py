@@ -3,22 +3,29 @@
 Job ids are ``<job_base>-a<N>``: ``job_base`` is derived from what is loaded (names.py), N counts attempts. For each N
 in order the runner creates job N, or, when BigQuery answers 409, fetches the existing job N, and waits for it:
   * DONE without error  -> success (whoever created it; the rows are in once, because a job id runs once);
-  * DONE with a reason in ``RETRYABLE_REASONS`` -> a failed load job writes nothing, so job N+1 may run;
+  * DONE with a reason in ``RETRYABLE_REASONS`` or ``QUOTA_REASONS`` -> a failed load job writes nothing, so job N+1
+    may run, once job N has been over for ``backoff(N)`` (2^N s, at most ``max_backoff_seconds``). Before that the
+    load is ``LoadPending``. A quota failure is pending at once (the table's daily quota does not refill in seconds);
+    another retryable one is retried within the call while its backoff is short (``attempts_per_call``);
   * DONE with any other reason (``invalid``: a bad file, ``notFound``: a missing file, ...) -> given up for good;
   * still running past ``wait_seconds``, or BigQuery unreachable -> ``LoadPending``: ask again later, nothing is
     consumed (the next call finds the same job N).
 Since job N+1 is created only after job N is seen failed, at most one job of a load ever succeeds. A crash at any
-point leaves jobs that the next call finds by id; nothing is kept in memory that matters.
+point leaves jobs that the next call finds by id; the backoff is read from the jobs' own end times, so nothing is
+kept in memory that matters, and a restarted loader resumes where the last one stood.
 
-Giving up (``LoadFailed``) happens after a permanent reason or ``max_attempts`` failed jobs. It is made visible three
+Giving up (``LoadFailed``) happens after a permanent reason, or when retryable failures have gone on for longer than
+``give_up_after_seconds`` since attempt 0 was created (default 48 h: a spent per-table quota refills within a day), or
+after ``max_attempts`` failed jobs (a hard cap for when BigQuery reports no job times). It is made visible three
 ways: a metric (``logpipe_bq_loads_total{outcome="failed"}``), an ERROR log line, and an error record object
 ``bq/errors/<job_base>.json`` with the job id, the URIs and BigQuery's errors. The record is also the switch for a
-retry: while it exists, a permanently failed job found again is final; once an operator deletes it (after fixing the
-cause), the next call continues at the next attempt number, within ``max_attempts``.
+retry: while it exists, a failed job found again is final; once an operator deletes it (after fixing the cause), the
+next call continues at the next attempt number, within ``max_attempts``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -64,6 +71,15 @@ _UNREACHABLE = (
 
 
 _QUOTA_REASONS = frozenset({"quotaExceeded", "rateLimitExceeded"})
+#: Job error reasons of a spent quota (BigQuery runs the job and fails it, e.g. the per-table daily load limit):
+#: retryable, but not within seconds, so the load is pending until the job's backoff has passed.
+QUOTA_REASONS = frozenset({"quotaExceeded"})
+
+
+def _when(job: Any, field: str) -> dt.datetime | None:
+    """The job's ``created`` or ``ended`` time (aware), or None where BigQuery (or a fake) reports none."""
+    value = getattr(job, field, None)
+    return value if isinstance(value, dt.datetime) and value.tzinfo is not None else None
 
 
 def _pending_for_403(jid: str, exc: gexc.Forbidden) -> LoadPending:
@@ -99,10 +115,16 @@ class LoadRunner:
     Args:
         client: The BigQuery client (injected).
         store: Where error records go (the landing bucket).
+        max_attempts: Hard cap on the jobs of one load (failed ones, before it is given up and recorded).
+        attempts_per_call: Jobs one ``load`` call may create before it answers ``LoadPending``.
+        give_up_after_seconds: How long retryable failures may go on, from attempt 0's creation, before the load is
+            given up.
+        max_backoff_seconds: Cap on the wait between a failed job's end and the next attempt.
         api_retry_seconds: Bound on the client's own retries of one API call.
         wait_seconds: How long ``load`` waits for a running job before raising ``LoadPending``.
         location: The dataset's location, for inserting and fetching jobs. BigQuery finds a job of a single-region
             dataset only with its location, so without it a repeated job id (409) could never be checked.
+        clock: The wall clock (aware UTC), compared with the jobs' creation and end times.
     """
 
     def __init__(
@@ -111,37 +133,55 @@ class LoadRunner:
         store: ObjectStore,
         metrics: LoaderMetrics,
         *,
-        max_attempts: int = 5,
+        max_attempts: int = 64,
+        attempts_per_call: int = 3,
+        give_up_after_seconds: float = 48 * 3600.0,
+        max_backoff_seconds: float = 3600.0,
         api_retry_seconds: float = 30.0,
         wait_seconds: float = 300.0,
         poll_seconds: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         location: str | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._client = client
         self._location = location
         self._store = store
         self._metrics = metrics
         self._max_attempts = max_attempts
+        self._per_call = attempts_per_call
+        self._give_up_after = dt.timedelta(seconds=give_up_after_seconds)
+        self._max_backoff = max_backoff_seconds
         self._retry = Retry(timeout=api_retry_seconds, initial=0.2, maximum=5.0)
         self._wait_seconds = wait_seconds
         self._poll = poll_seconds
         self._sleep = sleep
         self._monotonic = monotonic
+        self._clock = clock
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds between the end of failed job ``attempt`` and the creation of the next one."""
+        return float(min(self._max_backoff, 2.0 ** min(attempt, 30)))
 
     def load(self, spec: LoadSpec) -> LoadOutcome:
         """Make sure ``spec`` is loaded exactly once. Blocks up to about ``wait_seconds`` per attempt.
 
         Raises:
-            LoadPending: BigQuery unreachable or the job still running; call again later.
+            LoadPending: BigQuery unreachable, the job still running, or a retryable failure whose backoff has not
+                passed yet; call again later.
             LoadFailed: given up for good (after recording it; see the module docstring).
         """
         started = self._monotonic()
+        first_created: dt.datetime | None = None
+        created_now = 0
         for attempt in range(self._max_attempts):
             jid = names.job_id(spec.job_base, attempt)
             job, created = self._create_or_get(jid, spec)
+            created_now += created
             self._wait(job)
+            if attempt == 0:
+                first_created = _when(job, "created")
             err = job.error_result
             if not err:
                 self._metrics.loads.labels(spec.kind, "loaded" if created else "already_loaded").inc()
@@ -150,13 +190,30 @@ class LoadRunner:
             reason = str(err.get("reason", "unknown"))
             self._metrics.job_failures.labels(spec.kind, reason).inc()
             log.warning("load job %s failed: %s: %s", jid, reason, err.get("message"))
-            # A permanent failure found again without its record: the operator deleted the record to ask for a
-            # retry (or a crash came before it was written). Then go on with the next attempt number.
-            permanent = reason not in RETRYABLE_REASONS
-            if permanent and (created or self._store.stat(names.error_record(spec.job_base)) is not None):
-                self._give_up(spec, job, jid, attempt + 1)
-            if attempt + 1 < self._max_attempts:
-                self._sleep(min(30.0, 2.0**attempt))
+            # A failure found again without its record: the operator deleted the record to ask for a retry (or a
+            # crash came before it was written). Then go on with the next attempt number at once.
+            final = created or self._store.stat(names.error_record(spec.job_base)) is not None
+            if reason not in RETRYABLE_REASONS | QUOTA_REASONS:
+                if final:
+                    self._give_up(spec, job, jid, attempt + 1)
+                continue
+            now = self._clock()
+            if first_created is not None and now - first_created > self._give_up_after:
+                if final:
+                    self._give_up(spec, job, jid, attempt + 1)
+                continue
+            if attempt + 1 >= self._max_attempts:
+                break
+            ended = _when(job, "ended") or _when(job, "created")
+            if ended is not None:
+                wait = self.backoff(attempt) - (now - ended).total_seconds()
+            else:  # no job times: back off after a job of this call; a job found again is from an earlier call
+                wait = self.backoff(attempt) if created else 0.0
+            if wait <= 0 and not (created and created_now >= self._per_call):
+                continue
+            if reason in QUOTA_REASONS or created_now >= self._per_call or wait > 30.0:
+                raise LoadPending(f"{jid} failed ({reason}); the next attempt in {max(wait, 0.0):.0f}s or later")
+            self._sleep(wait)
         self._give_up(spec, job, jid, self._max_attempts)
         raise AssertionError("unreachable")  # pragma: no cover
 

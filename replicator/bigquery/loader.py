@@ -68,7 +68,10 @@ class LoaderConfig(BaseModel):
             on the committed path knowing every manifest of its horizon.
         backfill_interval_seconds: Time between two backfill passes; a manifest of a partition older than the
             lookback is loaded within about this long of its commit.
-        max_attempts: Failed load jobs per load before it is given up and recorded.
+        max_attempts: Hard cap on the failed load jobs of one load before it is given up and recorded.
+        give_up_after_hours: How long a load may keep failing for retryable reasons (a spent quota, a backend
+            error), from its first job, before it is given up and recorded; until then it is pending and retried
+            with a backoff of up to an hour (jobs.py). At least a day, so that a spent daily quota refills first.
         max_unloaded_fresh_objects: The fresh path cuts no new batch, and converts nothing, while its batches not
             loaded (pending or failed) hold this many staging objects (about 200 B of memory each): a BigQuery
             outage then costs latency, not memory (G4; fresh.py ``BatchLimits``).
@@ -93,7 +96,8 @@ class LoaderConfig(BaseModel):
     lookback_hours: int = Field(default=72, ge=1)
     backfill_hours: int = Field(default=DEFAULT_BACKFILL // dt.timedelta(hours=1), ge=1)
     backfill_interval_seconds: float = Field(default=DEFAULT_BACKFILL_INTERVAL.total_seconds(), gt=0)
-    max_attempts: int = Field(default=5, ge=1)
+    max_attempts: int = Field(default=64, ge=1)
+    give_up_after_hours: float = Field(default=48.0, ge=24.0)
     job_wait_seconds: float = Field(default=300.0, gt=0)
     job_prefix: str = Field(default="logpipe", pattern=r"^[A-Za-z0-9_-]{1,40}$")
     max_batch_objects: int = Field(default=5_000, ge=1)
@@ -158,6 +162,7 @@ class Loader:
             store,
             self.metrics,
             max_attempts=config.max_attempts,
+            give_up_after_seconds=config.give_up_after_hours * 3600.0,
             wait_seconds=config.job_wait_seconds,
             location=location,
         )
