@@ -13,7 +13,7 @@ Contract (see docs/ingest.md, "Throughput work, third pass"):
     the last one wins as in any parser), more than max_events events, more than MAX_GROUPS (category, hour) groups.
   * It never crashes on any bytes and never reads outside `raw`. It scans with the GIL released for big requests
     (the bytes object is immutable, and the output objects are not visible to any other thread until returned).
-  * The result: (sequence, omit_accepted_statuses, event_count, payload_bytes, groups), groups in order of first
+  * The result: (sequence, omit_accepted_statuses, event_count, event_bytes, groups), groups in order of first
     appearance, each (category, hour, count, data, ends, times, min_time, max_time): `data` is the group's events as
     Envelope.events entries (field 3), each followed by `stamp` (see service/frontend/wire.py, frame()); `ends` the
     native int64 end offset of each event in `data`; `times` each event_time as int64 nanoseconds since the epoch;
@@ -69,7 +69,7 @@ typedef struct {
     int omit;
     event_t *events;
     Py_ssize_t nevents, cap;
-    Py_ssize_t payload_bytes;
+    Py_ssize_t event_bytes; /* sum of the events' serialized lengths */
     group_t groups[MAX_GROUPS];
     int ngroups;
 } scan_t;
@@ -547,7 +547,7 @@ static int scan_request(scan_t *s) {
         if (t < gr->tmin) gr->tmin = t;
         if (t > gr->tmax) gr->tmax = t;
         ev->group = g;
-        s->payload_bytes += ev->payload_len;
+        s->event_bytes += ev->len; /* the serialized event, as the Python path counts it */
     }
     return 1;
 }
@@ -597,7 +597,7 @@ static PyObject *build_result(scan_t *s, PyObject *categories) {
         PyList_SET_ITEM(groups, g, item);
     }
     return Py_BuildValue("(KOnnN)", (unsigned long long)s->sequence, s->omit ? Py_True : Py_False, s->nevents,
-                         s->payload_bytes, groups);
+                         s->event_bytes, groups);
 }
 
 static PyObject *scan(PyObject *module, PyObject *args) {

@@ -19,11 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from service.envelope import MAX_MESSAGE_BYTES
 from service.frontend.errors import ConfigError
 
 MIB = 1024 * 1024
+#: An event's serialized bytes beyond its payload, attributes and producer (id, category, times, tags, map-entry
+#: framing) stay far below this; ``max_event_bytes`` adds it, so it refuses only padding (unknown fields).
+EVENT_FIXED_BYTES = 16 * 1024
+#: Room in an envelope for its header and the per-event ingest stamps, on top of target + one event.
+_ENVELOPE_SLACK = 64 * 1024
 
 
 class FrontendConfig(BaseModel):
@@ -86,6 +92,24 @@ class FrontendConfig(BaseModel):
     # --- observability
     metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "INFO"
+
+    @property
+    def max_event_bytes(self) -> int:
+        """The largest serialized event accepted: what the payload, attributes and producer limits allow, plus
+        ``EVENT_FIXED_BYTES``. Bounds what unknown fields can add (G4), and with it every envelope's size."""
+        return self.max_payload_bytes + self.max_attributes_bytes + 4 * self.max_producer_chars + EVENT_FIXED_BYTES
+
+    @model_validator(mode="after")
+    def _envelopes_fit_pubsub(self) -> FrontendConfig:
+        # A batch is sealed once it reaches the target, so an envelope holds at most target + one event (+ stamps).
+        worst = self.envelope_target_bytes + self.max_event_bytes + _ENVELOPE_SLACK
+        if worst > MAX_MESSAGE_BYTES:
+            raise ValueError(
+                f"envelope_target_bytes ({self.envelope_target_bytes}) + the largest event ({self.max_event_bytes}: "
+                f"max_payload_bytes + max_attributes_bytes + 4 x max_producer_chars + {EVENT_FIXED_BYTES}) must fit "
+                f"a Pub/Sub message ({MAX_MESSAGE_BYTES} bytes with {_ENVELOPE_SLACK} of headroom); lower one of them"
+            )
+        return self
 
     @property
     def tls(self) -> bool:

@@ -73,12 +73,12 @@ class WireScanner:
         )
         if out is None:
             return None
-        sequence, omit, count, payload_bytes, groups = out
+        sequence, omit, count, event_bytes, groups = out
         return Scanned(
             sequence,
             omit,
             count,
-            payload_bytes,
+            event_bytes,
             [
                 FramedGroup(cat, hour, n, data, memoryview(ends).cast("q"), memoryview(times).cast("q"), tmin, tmax)
                 for cat, hour, n, data, ends, times, tmin, tmax in groups

@@ -26,7 +26,7 @@ from service.envelope import EncodedEnvelope, encode_serialized
 from service.frontend.metrics import Metrics
 from service.frontend.wire import FramedGroup, envelope_header, framed_group
 
-#: Per-event bytes added to the payload when accounting in-flight bytes (ids, times, tags).
+#: Per-event bytes added to its serialized size when accounting in-flight bytes (the ingest stamp, framing).
 EVENT_OVERHEAD = 96
 
 

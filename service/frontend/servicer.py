@@ -123,21 +123,25 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         except RequestError as exc:
             exc.abort(context)
         out: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # One slot per request from its read until its response is handed to gRPC (after ``yield``), so requests
+        # not durable yet and responses not sent yet together stay within the window: a client that stops reading
+        # its responses stops the server reading its requests (G4).
         window = threading.BoundedSemaphore(self._window)
         counts = {"submitted": 0, "answered": 0}
+        gone = threading.Event()  # the handler ended (client gone, error): the reader must not wait for a slot
 
         def complete(admitted: _Admitted) -> None:
             try:
                 out.put(self._finish(admitted))
             except RequestError as exc:
                 out.put(exc)
-            finally:
-                window.release()
 
         def reader() -> None:
             try:
                 for request in request_iterator:
-                    window.acquire()
+                    while not window.acquire(timeout=0.5):
+                        if gone.is_set():
+                            return
                     counts["submitted"] += 1
                     try:
                         admitted = self._admit(request, identity, on_done=complete)
@@ -154,19 +158,23 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
 
         threading.Thread(target=reader, name="stream-reader", daemon=True).start()
         reading = True
-        while reading or counts["answered"] < counts["submitted"]:
-            item = out.get()
-            if item is _END:
-                reading = False
-            elif isinstance(item, RequestError):
-                self._metrics.requests.labels("PublishStream", item.code.name).inc()
-                item.abort(context)
-                return
-            else:
-                counts["answered"] += 1
-                self._metrics.requests.labels("PublishStream", "OK").inc()
-                assert isinstance(item, PublishResponse)
-                yield item
+        try:
+            while reading or counts["answered"] < counts["submitted"]:
+                item = out.get()
+                if item is _END:
+                    reading = False
+                elif isinstance(item, RequestError):
+                    self._metrics.requests.labels("PublishStream", item.code.name).inc()
+                    item.abort(context)
+                    return
+                else:
+                    counts["answered"] += 1
+                    self._metrics.requests.labels("PublishStream", "OK").inc()
+                    assert isinstance(item, PublishResponse)
+                    yield item
+                    window.release()  # gRPC took the response: the reader may take one more request
+        finally:
+            gone.set()
 
     # --- steps ---------------------------------------------------------------------------------------------------
     def _authenticate(self, context: grpc.ServicerContext) -> Identity:

@@ -15,7 +15,11 @@ Contract:
     unreadable file is skipped for the pass (up to a window of them), so the files behind it still drain. A file that
     can never be published is moved aside (``Spool.quarantine``), logged and counted (``spool_quarantined``), never
     deleted: a corrupt one to ``corrupt/``, one whose category ``topic_for`` does not know (``KeyError``: the catalog
-    dropped it since the file was written) to ``unknown-category/``.
+    dropped it since the file was written) to ``unknown-category/``, and one the publisher refuses synchronously as
+    malformed (``ValueError``/``TypeError``, e.g. ``MessageTooLargeError``: no retry can help) to ``unpublishable/``.
+  * An envelope over ``MAX_MESSAGE_BYTES``, or one the publisher refuses synchronously as malformed, is never spooled:
+    ``done(NotDurable)`` at once (the packer's size bounds make it impossible; this keeps it from being acked and
+    then blocking the spool if they are ever wrong).
   * ``drain`` is for shutdown: it waits for in-flight publishes, spools the ones still pending at its deadline, and
     returns when nothing is in flight.
 """
@@ -29,7 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from service.envelope import EncodedEnvelope
+from service.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope
 from service.frontend.errors import NotDurable, SpoolCorrupt, SpoolFull
 from service.frontend.metrics import Metrics
 from service.frontend.publisher import Publisher
@@ -38,6 +42,9 @@ from service.frontend.spool import Spool, SpoolEntry
 log = logging.getLogger(__name__)
 Done = Callable[[BaseException | None], None]
 _REPLAY_WINDOW = 16
+#: What ``Publisher.publish`` raises synchronously for a message no retry can publish (google-cloud-pubsub's
+#: ``MessageTooLargeError`` is a ``ValueError``; a wrong type is a ``TypeError``).
+_MALFORMED = (ValueError, TypeError)
 _MAX_BACKOFF_S = 30.0
 
 
@@ -120,6 +127,11 @@ class DurableSink:
     # --- intake --------------------------------------------------------------------------------------------------
     def submit(self, envelope: EncodedEnvelope, done: Done) -> None:
         """Make ``envelope`` durable in the background; see the module contract."""
+        size = len(envelope.data)
+        if size > MAX_MESSAGE_BYTES:
+            log.error("envelope too large to publish", extra={"envelope_id": envelope.envelope_id, "bytes": size})
+            done(NotDurable(envelope.envelope_id, f"envelope is {size} bytes > {MAX_MESSAGE_BYTES}"))
+            return
         if self._outage:
             self._to_spool(envelope, done)
             return
@@ -128,6 +140,16 @@ class DurableSink:
             self._pending[envelope.envelope_id] = _Pending(envelope, done, now, now + self._timeout)
         try:
             fut = self._publisher.publish(self._topic_for(envelope.category), envelope)
+        except _MALFORMED as exc:  # no retry can publish it: never spool (and ack) it
+            with self._lock:
+                mine = self._pending.pop(envelope.envelope_id, None) is not None
+                if not self._pending:
+                    self._idle.notify_all()
+            if not mine:
+                return  # the watchdog settled it meanwhile
+            log.error("publisher refused envelope", extra={"envelope_id": envelope.envelope_id, "error": repr(exc)})
+            done(NotDurable(envelope.envelope_id, f"publisher refused it: {exc!r}"))
+            return
         except Exception as exc:  # the client refused synchronously (closed, flow control): same as a failure
             self._settle(envelope.envelope_id, exc)
             return
@@ -233,6 +255,9 @@ class DurableSink:
                 continue
             try:
                 inflight.append((entry, self._publisher.publish(topic, envelope)))
+            except _MALFORMED as exc:  # never publishable: set aside, so the files behind it still drain
+                moved |= self._set_aside(entry, "unpublishable", repr(exc))
+                continue
             except Exception as exc:  # the client refused synchronously (closed, flow control): next pass
                 self._publish_failed(exc)
                 break

@@ -57,6 +57,18 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
+def _make_durable_dirs(d: Path) -> None:
+    """``mkdir -p d``, fsyncing the parent of every directory it creates (outermost first)."""
+    missing: list[Path] = []
+    p = d
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        _fsync_dir(new.parent)
+
+
 def serialize(env: EncodedEnvelope) -> bytes:
     """The spool file body for ``env`` (magic, header JSON, data, CRC32)."""
     header = json.dumps(
@@ -109,8 +121,9 @@ class Spool:
         self._lock_fd: int | None = None
 
     def open(self) -> list[SpoolEntry]:
-        """Create/lock the directory, drop half-written files, and index what is there (oldest first)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Create/lock the directory, drop half-written files, and index what is there (oldest first). Each directory
+        it creates is fsync'd into its parent: a spooled envelope's path survives a host crash, not only its bytes."""
+        _make_durable_dirs(self.directory)
         fd = os.open(self.directory.with_name(self.directory.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -47,6 +47,7 @@ class Limits:
     max_producer_chars: int
     event_time_future_s: float
     event_time_past_s: float
+    max_event_bytes: int
 
     @classmethod
     def from_config(cls, c: FrontendConfig) -> Limits:
@@ -57,6 +58,7 @@ class Limits:
             c.max_producer_chars,
             c.event_time_future_s,
             c.event_time_past_s,
+            c.max_event_bytes,
         )
 
 
@@ -80,6 +82,7 @@ class Checked:
     times: dict[tuple[str, int], list[tuple[int, int]]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     accepted: int = 0
+    #: The accepted events' serialized bytes, as kept (what the in-flight bound charges).
     accepted_bytes: int = 0
     #: Event ids the front-end assigned, by request index (events sent without one).
     assigned_ids: dict[int, str] = field(default_factory=dict)
@@ -120,6 +123,7 @@ class Validator:
         lim = self._limits
         is_json = self._json
         max_payload = lim.max_payload_bytes
+        max_event = lim.max_event_bytes
         lo = now_s - lim.event_time_past_s
         hi = now_s + lim.event_time_future_s
         now = Timestamp()
@@ -176,6 +180,11 @@ class Validator:
                 msg = f"producer is {len(e.producer)} characters > limit {max_producer}"
                 reject(Rejection(i, eid, StatusCode.INVALID_PRODUCER, msg))
                 continue
+            size = len(raw_events[i]) if raw_events is not None else e.ByteSize()
+            if size > max_event:
+                msg = f"event is {size} bytes serialized > limit {max_event} (unknown fields?)"
+                reject(Rejection(i, eid, StatusCode.PAYLOAD_TOO_LARGE, msg))
+                continue
             if json_cat:
                 try:
                     if not payload.isascii():  # ASCII is valid UTF-8; only decode (a copy) when it matters
@@ -194,9 +203,10 @@ class Validator:
             slot = slots.get(key)
             if slot is None:
                 slots[key] = slot = (groups.setdefault(key, []), times.setdefault(key, []))
-            slot[0].append(e.SerializeToString() if changed or raw_events is None else raw_events[i])
+            kept = e.SerializeToString() if changed or raw_events is None else raw_events[i]
+            slot[0].append(kept)
             slot[1].append((secs, nanos))
-            accepted_bytes += len(payload)
+            accepted_bytes += len(kept)
         out.accepted_bytes = accepted_bytes
         out.accepted = len(events) - len(out.rejections)
         return out
@@ -207,7 +217,7 @@ class Validator:
         Each check runs over the whole request in C (list comprehensions, ``map``, one regex over all ids); any doubt
         returns False and ``check`` runs the per-event loop, which finds each event's precise reason (G5). It accepts
         exactly what that loop accepts without changes: ids set, canonical and unique; known categories; event_time
-        set and in the window; no attributes; sizes within limits; JSON well-formed."""
+        set and in the window; no attributes; sizes (payload, producer, whole event) within limits; JSON well-formed."""
         lim = self._limits
         events = list(events)  # one Python wrapper per event, shared by every pass below (upb makes them lazily)
         ids = list(map(_ID, events))
@@ -227,6 +237,9 @@ class Validator:
         payloads = list(map(_PAYLOAD, events))
         sizes = list(map(len, payloads))
         if max(sizes) > lim.max_payload_bytes:
+            return False
+        raw_sizes = list(map(len, raw))
+        if max(raw_sizes) > lim.max_event_bytes:
             return False
         json_payloads = payloads if all(is_json[c] for c in categories) else None
         if json_payloads is None and any(is_json[c] for c in categories):
@@ -252,7 +265,7 @@ class Validator:
                 out.groups.setdefault(key, []).append(r)
                 out.times.setdefault(key, []).append(m)
         out.accepted = len(events)
-        out.accepted_bytes = sum(sizes)
+        out.accepted_bytes = sum(raw_sizes)
         return True
 
     def _attributes_problem(self, e: Event) -> tuple[int, str] | None:

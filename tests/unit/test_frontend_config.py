@@ -33,7 +33,8 @@ def test_listen_and_emulator_variables() -> None:
 @pytest.mark.parametrize(
     ("env", "overrides"),
     [({"LOGPIPE_PORT": "x"}, {}), ({}, {"no_such_field": 1}), ({"LOGPIPE_LISTEN": "nohostport"}, {}),
-     ({}, {"zstd_level": 99}), ({}, {"zstd_level": -8}), ({}, {"gil_switch_interval_ms": 0})],
+     ({}, {"zstd_level": 99}), ({}, {"zstd_level": -8}), ({}, {"gil_switch_interval_ms": 0}),
+     ({}, {"envelope_target_bytes": 8 << 20, "max_payload_bytes": 2 << 20})],  # an envelope could exceed Pub/Sub's cap
 )  # fmt: skip
 def test_invalid_values_name_the_field(env: dict[str, str], overrides: dict[str, object]) -> None:
     with pytest.raises(ConfigError):

@@ -265,7 +265,7 @@ def test_stream_keeps_at_most_32_requests_unanswered(tmp_path: Path) -> None:
     pub = FakePublisher(mode="stall")
     with running_frontend(tmp_path, publisher=pub, publish_timeout_s=60) as (fe, stub, _p):
         reqs = [request(event(), sequence=i) for i in range(100)]
-        per_request = len(reqs[0].events[0].payload) + 96  # servicer: payload + EVENT_OVERHEAD
+        per_request = reqs[0].events[0].ByteSize() + 96  # servicer: the serialized event + EVENT_OVERHEAD
         call = stub.PublishStream(iter(reqs), timeout=30)
         assert _until(lambda: _inflight(fe) >= 32 * per_request)
         time.sleep(0.5)  # the server stopped reading: still exactly the window admitted
@@ -322,7 +322,7 @@ def _timed_out_then_settled(fe: Frontend, stub: Any, pub: FakePublisher, disk: t
     with pytest.raises(grpc.RpcError) as err:
         stub.Publish(request(first), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # not durable in time: the client may retry
-    charged = len(big) + 96
+    charged = first.ByteSize() + 96  # the serialized event + EVENT_OVERHEAD
     assert _inflight(fe) == charged  # ...but the events still sit in memory, so their bytes stay charged
     for _ in range(3):  # the SDK's retries of the same events are refused, not queued behind the disk
         with pytest.raises(grpc.RpcError) as err:

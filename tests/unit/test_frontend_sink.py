@@ -10,9 +10,10 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 
-from service.envelope import EncodedEnvelope
-from service.frontend.errors import SpoolFull
+from service.envelope import MAX_MESSAGE_BYTES, EncodedEnvelope
+from service.frontend.errors import NotDurable, SpoolFull
 from service.frontend.metrics import Metrics
 from service.frontend.publisher import FakePublisher
 from service.frontend.sink import DurableSink
@@ -279,3 +280,53 @@ def test_a_failed_replay_publish_keeps_the_file_until_a_later_one_is_confirmed(t
         wait_until(lambda: pub.envelope_ids() == ["env-1"] and sink._spool.depth == 0)
     finally:
         sink.stop()
+
+
+class _TooLargePublisher(FakePublisher):
+    """Refuses what the real client refuses synchronously: ``MessageTooLargeError`` (a ValueError) for ``big-*``."""
+
+    def publish(self, topic: str, envelope: EncodedEnvelope) -> Future[str]:
+        if envelope.envelope_id.startswith("big-"):
+            raise MessageTooLargeError("The message being published would produce too large a publish request")
+        return super().publish(topic, envelope)
+
+
+def test_an_envelope_over_the_pubsub_cap_is_not_durable_and_never_spooled(tmp_path: Path) -> None:
+    out = Outcomes()
+    pub = FakePublisher()
+    sink = make(tmp_path, pub)
+    huge = EncodedEnvelope("env-9", "app_log", b"x" * (MAX_MESSAGE_BYTES + 1), {"envelope_id": "env-9"}, 1)
+    sink.submit(huge, out.done_for("env-9"))
+    assert isinstance(out.results["env-9"], NotDurable)  # its events are not acked
+    assert pub.attempts == 0 and sink._spool.depth == 0 and not sink.in_outage
+    sink.stop()
+
+
+def test_a_synchronously_refused_malformed_envelope_is_not_durable_and_the_rest_publishes(tmp_path: Path) -> None:
+    out = Outcomes()
+    pub = _TooLargePublisher()
+    sink = make(tmp_path, pub)
+    big = EncodedEnvelope("big-1", "app_log", b"x", {"envelope_id": "big-1"}, 1)
+    sink.submit(big, out.done_for("big-1"))
+    sink.submit(env(2), out.done_for("env-2"))
+    out.wait(2)
+    assert isinstance(out.results["big-1"], NotDurable) and out.results["env-2"] is None
+    assert sink._spool.depth == 0 and not sink.in_outage and pub.envelope_ids() == ["env-2"]
+    sink.stop()
+
+
+def test_a_spooled_file_the_publisher_refuses_as_malformed_is_set_aside_and_the_rest_drains(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", 1 << 20)
+    spool.open()
+    big = EncodedEnvelope("big-1", "app_log", b"x", {"envelope_id": "big-1"}, 1)
+    for e in (big, env(2)):  # spooled by an earlier version, oldest first
+        spool.write(e)
+    pub = _TooLargePublisher()
+    sink = make(tmp_path, pub, spool=spool)
+    wait_until(lambda: spool.depth == 0)
+    assert pub.envelope_ids() == ["env-2"]  # not blocked behind it
+    [kept] = (tmp_path / "spool" / "unpublishable").iterdir()
+    assert kept.name.endswith("-big-1.env")
+    assert sink._metrics.spool_quarantined.labels("unpublishable")._value.get() == 1
+    wait_until(lambda: not sink.in_outage)
+    sink.stop()

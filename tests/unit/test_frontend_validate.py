@@ -17,6 +17,12 @@ NOW = 1_800_000_000.0
 LIMITS = Limits.from_config(FrontendConfig(max_payload_bytes=1000, max_attributes=2, max_attributes_bytes=40))
 
 
+def _padded() -> Event:
+    """A valid event carrying an unknown field (number 15) of 20,000 bytes: over LIMITS.max_event_bytes (18,448)."""
+    pad = b"x" * 20_000
+    return Event.FromString(event().SerializeToString() + b"\x7a" + bytes([0xA0, 0x9C, 0x01]) + pad)
+
+
 def _at(offset_s: float, **kw: object) -> Event:
     e = event(**kw)  # type: ignore[arg-type]
     e.event_time.FromNanoseconds(int((NOW + offset_s) * 1e9))
@@ -41,6 +47,7 @@ BAD = [
     ("NaN", lambda: event(payload=b"NaN"), StatusCode.INVALID_JSON),
     ("empty json", lambda: event(payload=b""), StatusCode.INVALID_JSON),
     ("producer too long", lambda: event(producer="p" * 257), StatusCode.INVALID_PRODUCER),
+    ("padded with unknown fields", _padded, StatusCode.PAYLOAD_TOO_LARGE),
 ]  # fmt: skip
 
 
