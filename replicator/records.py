@@ -33,6 +33,7 @@ import fastavro
 
 from service.catalog import Category, FieldType, FileFormat, PayloadFormat
 from service.contract import Event
+from service.jsonlimits import MAX_JSON_DEPTH, too_deep
 
 Row = dict[str, Any]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -125,6 +126,7 @@ def event_to_row(event: Event, category: Category, envelope_id: str) -> Row:
     """The row for ``event``. Timestamps are integer microseconds since the epoch (UTC).
 
     Raises ``UnconvertibleEvent`` when the event has no valid row: ``payload_not_utf8`` (a JSON category's payload),
+    ``payload_too_deep`` (a JSON payload nested deeper than BigQuery's 500 levels: one such row fails a whole load),
     ``event_time_out_of_range`` or ``ingest_time_out_of_range`` (outside ``MIN_MICROS..MAX_MICROS``). A returned row
     always encodes (``RowFileWriter.write``) in both formats. An extracted field that is missing, of the wrong type or
     not representable (out of range, not finite, not UTF-8) is NULL, never an error.
@@ -147,6 +149,8 @@ def event_to_row(event: Event, category: Category, envelope_id: str) -> Row:
             text = event.payload.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UnconvertibleEvent("payload_not_utf8", f"payload byte {exc.start}: {exc.reason}") from None
+        if too_deep(event.payload):
+            raise UnconvertibleEvent("payload_too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         row["payload"] = text
         if category.fields:
             try:

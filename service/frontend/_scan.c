@@ -5,7 +5,7 @@ Contract (see docs/ingest.md, "Throughput work, third pass"):
     i.e. exactly what Validator._all_good accepts: event_id set, a canonical lowercase UUID, unique in the request;
     a known category; event_time set, in [lo, hi] with nanos in [0, 1e9); no attributes; producer at most
     max_producer characters (valid UTF-8); payload at most max_payload bytes; a JSON category's payload valid UTF-8
-    and exactly one well-formed RFC 8259 value (also accepted by msgspec: nesting depth at most 512, no lone
+    and exactly one well-formed RFC 8259 value (also accepted by msgspec; nesting depth at most 500, BigQuery's limit; no lone
     surrogate escapes).
   * Any doubt returns None, and the Python per-event path decides (and words every rejection): wire it does not
     understand (unknown fields, ingest_time/client_id set by the client, a field of an event twice, non-minimal
@@ -26,7 +26,7 @@ Contract (see docs/ingest.md, "Throughput work, third pass"):
 #include <string.h>
 
 #define MAX_GROUPS 256
-#define MAX_JSON_DEPTH 512
+#define MAX_JSON_DEPTH 500 /* BigQuery's JSON nesting limit (service/jsonlimits.py) */
 #define NOGIL_BYTES 65536 /* release the GIL only when the scan is long enough to be worth the hand-off */
 
 typedef struct {
@@ -300,21 +300,21 @@ value:
     if (p >= end) return 0;
     switch (*p) {
     case '{':
+        if (depth == MAX_JSON_DEPTH) return 0; /* an empty one is a level too */
         p = skip_ws(p + 1, end);
         if (p < end && *p == '}') {
             p++;
             goto after;
         }
-        if (depth == MAX_JSON_DEPTH) return 0;
         stack[depth++] = '{';
         goto key;
     case '[':
+        if (depth == MAX_JSON_DEPTH) return 0; /* an empty one is a level too */
         p = skip_ws(p + 1, end);
         if (p < end && *p == ']') {
             p++;
             goto after;
         }
-        if (depth == MAX_JSON_DEPTH) return 0;
         stack[depth++] = '[';
         goto value;
     case '"':

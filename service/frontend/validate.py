@@ -26,6 +26,7 @@ from service.client.ids import uuid7_str, uuid7_unix_ms
 from service.contract import Event, StatusCode
 from service.frontend.config import FrontendConfig
 from service.frontend.wire import stamp
+from service.jsonlimits import MAX_JSON_DEPTH, opening_brackets, too_deep
 
 #: Canonical lowercase hyphenated UUID: the dedup key is the string, so only one spelling of an id is allowed.
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -91,7 +92,7 @@ class Checked:
 
 
 def json_problem(payload: bytes) -> str | None:
-    """Why ``payload`` is not one well-formed UTF-8 JSON value, or None when it is."""
+    """Why ``payload`` is not one well-formed UTF-8 JSON value within BigQuery's nesting limit, or None when it is."""
     try:
         payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -102,6 +103,8 @@ def json_problem(payload: bytes) -> str | None:
         return f"payload is not well-formed JSON: {exc}"
     except RecursionError:  # msgspec's answer to deeply nested input (~1000 levels): an event's problem, not ours
         return "payload JSON is nested too deeply"
+    if too_deep(payload):
+        return f"payload JSON nests deeper than {MAX_JSON_DEPTH} levels (BigQuery's JSON limit)"
     return None
 
 
@@ -190,6 +193,8 @@ class Validator:
                     if not payload.isascii():  # ASCII is valid UTF-8; only decode (a copy) when it matters
                         payload.decode("utf-8")
                     json_decode(payload)
+                    if too_deep(payload):
+                        raise RecursionError
                 except (UnicodeDecodeError, msgspec.DecodeError, RecursionError):
                     reject(Rejection(i, eid, StatusCode.INVALID_JSON, json_problem(payload) or "invalid JSON"))
                     continue
@@ -217,7 +222,8 @@ class Validator:
         Each check runs over the whole request in C (list comprehensions, ``map``, one regex over all ids); any doubt
         returns False and ``check`` runs the per-event loop, which finds each event's precise reason (G5). It accepts
         exactly what that loop accepts without changes: ids set, canonical and unique; known categories; event_time
-        set and in the window; no attributes; sizes (payload, producer, whole event) within limits; JSON well-formed."""
+        set and in the window; no attributes; sizes (payload, producer, whole event) within limits; JSON well-formed,
+        at most 500 deep."""
         lim = self._limits
         events = list(events)  # one Python wrapper per event, shared by every pass below (upb makes them lazily)
         ids = list(map(_ID, events))
@@ -251,6 +257,8 @@ class Validator:
                         p.decode("utf-8")
                 for _ in map(_JSON.decode, json_payloads):  # each payload on its own: one value, nothing after it
                     pass
+                if max(map(opening_brackets, json_payloads)) > MAX_JSON_DEPTH:  # maybe too deep: the loop decides
+                    return False
             except (UnicodeDecodeError, msgspec.DecodeError, RecursionError):
                 return False
         pairs = list(zip(secs, nanos, strict=True))  # built in C; the packer takes min/max of these tuples

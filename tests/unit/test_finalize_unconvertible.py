@@ -303,5 +303,6 @@ def test_event_to_row_names_the_reason_and_nulls_unrepresentable_fields() -> Non
     assert records._extract(10**400, FieldType.FLOAT64) is None
     assert records._extract(float("nan"), FieldType.FLOAT64) is None
     deep = _event("ads_click", "deep")
-    deep.payload = b"[" * 100_000 + b"]" * 100_000  # valid JSON, too deep for json.loads
-    assert records.event_to_row(deep, ads, "env")["campaign_id"] is None
+    deep.payload = b"[" * 100_000 + b"]" * 100_000  # valid JSON, too deep for json.loads and for BigQuery
+    with pytest.raises(records.UnconvertibleEvent, match="payload_too_deep"):
+        records.event_to_row(deep, ads, "env")
