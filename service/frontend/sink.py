@@ -242,7 +242,13 @@ class DurableSink:
             except SpoolCorrupt as exc:
                 moved |= self._set_aside(entry, "corrupt", exc.reason)
                 continue
-            except FileNotFoundError:
+            except FileNotFoundError:  # deleted from outside: forget it, or the spool never looks empty again
+                log.error("spool file vanished; its envelope is lost", extra={"path": str(entry.path)})
+                try:
+                    self._spool.remove(entry)
+                    moved = True
+                except OSError as exc:
+                    self._io_failed("remove", entry, exc)
                 continue
             except OSError as exc:  # EIO, EMFILE, ...: the file stays; this pass goes on with the next ones
                 self._io_failed("read", entry, exc)

@@ -183,6 +183,7 @@ class Spool:
             with self._lock:
                 self._bytes -= len(blob)
             tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)  # renamed but its directory entry not synced: not durable, so not kept
             raise
         entry = SpoolEntry(final, seq, env.envelope_id, len(blob))
         with self._lock:

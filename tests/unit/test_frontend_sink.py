@@ -330,3 +330,14 @@ def test_a_spooled_file_the_publisher_refuses_as_malformed_is_set_aside_and_the_
     assert sink._metrics.spool_quarantined.labels("unpublishable")._value.get() == 1
     wait_until(lambda: not sink.in_outage)
     sink.stop()
+
+
+def test_a_spool_file_deleted_from_outside_is_forgotten_and_the_outage_ends(tmp_path: Path) -> None:
+    spool = _spooled(tmp_path, {}, env(0), env(1))
+    spool.entries()[0].path.unlink()  # an operator (or a disk clean-up) removed it behind the front-end's back
+    pub = FakePublisher()
+    sink = make(tmp_path, pub, spool=spool)
+    wait_until(lambda: spool.depth == 0)  # without forgetting it, depth stayed 1 and every envelope was spooled
+    assert pub.envelope_ids() == ["env-1"]
+    wait_until(lambda: not sink.in_outage)
+    sink.stop()

@@ -142,3 +142,18 @@ def test_write_fsyncs_the_file_before_the_rename_and_the_directory_after(
     entry = s.write(env(1))
     assert [c[0] for c in calls] == ["fsync", "rename", "fsync"]
     assert calls[0][1].endswith(".tmp") and calls[1][1] == str(entry.path) and calls[2][1] == str(tmp_path / "spool")
+
+
+def test_a_failed_directory_fsync_leaves_no_file_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The envelope is reported not durable (its events are not acked), so its file must not be replayed later."""
+    s = Spool(tmp_path / "spool", 1 << 20)
+    s.open()
+
+    def fail(_d: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(spool_module, "_fsync_dir", fail)
+    with pytest.raises(OSError):
+        s.write(env(1))
+    assert s.depth == 0 and s.bytes == 0
+    assert not list((tmp_path / "spool").iterdir())
