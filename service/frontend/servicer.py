@@ -123,10 +123,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
         except RequestError as exc:
             exc.abort(context)
         out: queue.SimpleQueue[object] = queue.SimpleQueue()
-        # One slot per request from its read until its response is handed to gRPC (after ``yield``), so requests
-        # not durable yet and responses not sent yet together stay within the window: a client that stops reading
-        # its responses stops the server reading its requests (G4).
+        # Two bounds per stream: ``window`` slots are held from a request's read until it settles (not durable yet:
+        # at most ``stream_window``), ``unsent`` slots until gRPC took its response (after ``yield``: at most twice
+        # that). So a client that stops reading its responses stops the server reading its requests (G4), while
+        # settled responses waiting for the sender do not stall the pipeline of requests being made durable.
         window = threading.BoundedSemaphore(self._window)
+        unsent = threading.BoundedSemaphore(2 * self._window)
         counts = {"submitted": 0, "answered": 0}
         gone = threading.Event()  # the handler ended (client gone, error): the reader must not wait for a slot
 
@@ -135,18 +137,22 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
                 out.put(self._finish(admitted))
             except RequestError as exc:
                 out.put(exc)
+            finally:
+                window.release()
 
         def reader() -> None:
             try:
                 for request in request_iterator:
-                    while not window.acquire(timeout=0.5):
-                        if gone.is_set():
-                            return
+                    for slot in (unsent, window):
+                        while not slot.acquire(timeout=0.5):
+                            if gone.is_set():
+                                return
                     counts["submitted"] += 1
                     try:
                         admitted = self._admit(request, identity, on_done=complete)
                     except RequestError as exc:
                         window.release()
+                        unsent.release()
                         out.put(exc)
                         return
                     if admitted.ticket is None:
@@ -172,7 +178,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):  # type: ignore[misc]
                     self._metrics.requests.labels("PublishStream", "OK").inc()
                     assert isinstance(item, PublishResponse)
                     yield item
-                    window.release()  # gRPC took the response: the reader may take one more request
+                    unsent.release()  # gRPC took the response: the reader may take one more request
         finally:
             gone.set()
 
