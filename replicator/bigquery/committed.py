@@ -10,18 +10,24 @@ One pass (``CommittedLoader.run``), in numbered steps; a crash after any step is
   C2. Read each remaining manifest and load its files with ``LoadRunner`` (job id from category, hour, shard,
       generation, token). A repeat after a crash answers 409 and is recognised as done: the committed table gets
       each generation of each shard once.
-  C3. Delete the fresh rows the loaded manifests cover, 10,000 sources a statement. Only an optimisation: the view
-      already prefers committed rows; this keeps the fresh table (and so every query of the view) small. But it
-      must never delete a row whose event is not committed yet: that event would vanish from the view. Idempotent.
-      * Unsharded manifests: ``DELETE ... WHERE source IN UNNEST(@sources)``. Every event of a source a manifest
-        lists is committed (by it or an earlier generation) or rejected (and then never in the fresh table).
-      * Manifests of a shard (``_delete_shard_fresh``): a shard's manifest lists every source pending for it but
-        commits only its own events of them; the other shards' events of those sources may not be committed yet.
-        So only the rows whose event is in the committed table are deleted, per partition: ``source IN
-        UNNEST(@sources) AND event_id IN (SELECT event_id FROM <committed> WHERE event_time in the partition's
-        hour)``, both tables bounded to the hour (partition pruning). The hour, not the manifest's event times:
-        a later shard's delete also removes an earlier shard's rows that a fresh load brought back after that
-        shard's delete (the fresh path loads a source until every shard committed it: known.py).
+  C3. Delete the fresh rows the loaded manifests cover, per partition, 10,000 sources a statement. Only an
+      optimisation: the view already prefers committed rows; this keeps the fresh table (and so every query of the
+      view) small. But it must never delete a row whose event is not committed yet: that event would vanish from
+      the view. Idempotent. So only the rows whose event is in the committed table are deleted (``_delete_fresh``,
+      ``shard_delete_sql``): ``source IN UNNEST(@sources) AND event_id IN (SELECT event_id FROM <committed> WHERE
+      event_time in the partition's hour)``, both tables bounded to the hour (partition pruning). Deleting by
+      source alone is not enough, for two reasons:
+      * Any manifest: an event of a source it lists may be committed only by an *earlier* generation that is not
+        loaded yet (its load pending or given up: the generations of a partition load independently). E.g. a client
+        retry lands the event again in a later staging object, whose fresh row is then the event's only row in the
+        view; the later generation lists that object but commits no duplicate. The row kept is left to the fresh
+        table's partition expiration (the earlier generation's C3 deletes by its own sources): once that generation
+        loads, the view hides it (the committed row wins).
+      * Manifests of a shard: a shard's manifest lists every source pending for it but commits only its own events
+        of them; the other shards' events of those sources may not be committed yet.
+      The hour, not the manifest's event times: a later shard's delete also removes an earlier shard's rows that a
+      fresh load brought back after that shard's delete (the fresh path loads a source until every shard committed
+      it: known.py).
   C4. Write the ``.loaded`` markers (create-if-absent). They only save work: a lost marker costs one 409.
 A manifest without files (a delta whose events were all duplicates) has nothing to load and goes straight to C3.
 Markers and job ids carry the shard (names.py): shards number their generations independently.
@@ -272,14 +278,12 @@ class CommittedLoader:
 
     def _finish(self, loaded: list[tuple[str, Manifest, Day]]) -> bool:
         """C3 and C4 for ``loaded``. False if the delete failed: the next pass loads them again (409) and retries."""
-        sharded: dict[Partition, set[str]] = {}
+        by_partition: dict[Partition, set[str]] = {}
         for _, m, _ in loaded:
-            if m.shard.count > 1:
-                sharded.setdefault(m.partition, set()).update(m.sources)
+            by_partition.setdefault(m.partition, set()).update(m.sources)
         try:
-            self._delete_fresh(sorted({s for _, m, _ in loaded if m.shard.count == 1 for s in m.sources}))
-            for p, sources in sorted(sharded.items()):
-                self._delete_shard_fresh(p, sorted(sources))
+            for p, sources in sorted(by_partition.items()):
+                self._delete_fresh(p, sorted(sources))
         except Exception as exc:
             log.warning("deleting committed fresh rows failed, retrying next pass: %r", exc)
             return False
@@ -292,18 +296,10 @@ class CommittedLoader:
             self._metrics.commit_latency.observe(max(0.0, (now - created).total_seconds()))
         return True
 
-    def _delete_fresh(self, sources: list[str]) -> None:
-        """C3 for unsharded manifests: every fresh row of ``sources`` (module docstring)."""
-        table = self._target.table(names.fresh_table(self._tier))
-        for i in range(0, len(sources), _DELETE_CHUNK):
-            chunk = sources[i : i + _DELETE_CHUNK]
-            cfg = bigquery.QueryJobConfig(query_parameters=[bigquery.ArrayQueryParameter("sources", "STRING", chunk)])
-            self._client.query(f"DELETE FROM `{table}` WHERE source IN UNNEST(@sources)", job_config=cfg).result()
-
-    def _delete_shard_fresh(self, p: Partition, sources: list[str]) -> None:
-        """C3 for manifests of shards of ``p``: the fresh rows of ``sources`` whose event is in the committed table,
-        never another (module docstring). Both tables are bounded to ``p``'s hour: the staging objects of ``p`` hold
-        only its events, and a bound can only make the statement delete less."""
+    def _delete_fresh(self, p: Partition, sources: list[str]) -> None:
+        """C3 for the loaded manifests of ``p`` (whole or shards): the fresh rows of ``sources`` whose event is in the
+        committed table, never another (module docstring). Both tables are bounded to ``p``'s hour: the staging
+        objects of ``p`` hold only its events, and a bound can only make the statement delete less."""
         fresh = self._target.table(names.fresh_table(self._tier))
         committed = self._target.table(names.committed_table(p.category))
         sql = shard_delete_sql(fresh, committed)
@@ -318,9 +314,9 @@ class CommittedLoader:
 
 
 def shard_delete_sql(fresh: str, committed: str) -> str:
-    """C3's statement for a shard's manifests (module docstring), on the tables ``fresh`` and ``committed``
-    (``project.dataset.table``). Parameters: ``@sources`` (ARRAY<STRING>), ``@start`` and ``@end`` (TIMESTAMP: the
-    partition's hour, end excluded)."""
+    """C3's statement for every manifest, whole or a shard's (module docstring; named for the shards, which needed it
+    first), on the tables ``fresh`` and ``committed`` (``project.dataset.table``). Parameters: ``@sources``
+    (ARRAY<STRING>), ``@start`` and ``@end`` (TIMESTAMP: the partition's hour, end excluded)."""
     return (
         f"DELETE FROM `{fresh}` AS f\n"
         f"WHERE f.source IN UNNEST(@sources) AND f.event_time >= @start AND f.event_time < @end\n"

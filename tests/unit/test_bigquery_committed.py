@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from replicator.bigquery import names
-from replicator.bigquery.committed import CommittedLoader, Target
+from replicator.bigquery.committed import CommittedLoader, Target, shard_delete_sql
 from replicator.bigquery.errors import LoadPending
 from replicator.bigquery.fresh import FreshLoader
 from replicator.bigquery.jobs import LoadOutcome, LoadSpec
@@ -48,15 +48,28 @@ class FakeRunner:
 
 
 class FakeClient:
+    """Records C3's statements: only the guarded DELETE (``shard_delete_sql``) on the core tier's tables is accepted.
+    Keeps no rows (test_bigquery_shards.py's ``FakeBigQuery`` executes the statement): ``deleted`` holds each
+    statement's ``@sources``, ``hours`` its (category, ``@start``, ``@end``)."""
+
     def __init__(self) -> None:
         self.deleted: list[list[str]] = []
+        self.hours: list[tuple[str, dt.datetime, dt.datetime]] = []
         self.fail = False
 
     def query(self, sql: str, job_config: Any) -> Any:
         if self.fail:
             raise RuntimeError("concurrent update")
-        assert sql.startswith("DELETE FROM `p.ds._fresh_core` WHERE source IN UNNEST(@sources)")
-        self.deleted.append(list(job_config.query_parameters[0].values))
+        by_sql = {
+            shard_delete_sql("p.ds._fresh_core", f"p.ds.{names.committed_table(c.name)}"): c.name
+            for c in CAT.categories_in("core")
+        }
+        category = by_sql[sql]  # any other statement: KeyError
+        params = {q.name: q for q in job_config.query_parameters}
+        start, end = params["start"].value, params["end"].value
+        assert end - start == dt.timedelta(hours=1) and start.minute == start.second == start.microsecond == 0
+        self.deleted.append(list(params["sources"].values))
+        self.hours.append((category, start, end))
         return self
 
     def result(self) -> None:
@@ -179,6 +192,7 @@ def test_a_restarted_loader_loads_an_old_partition_on_its_first_pass() -> None:
     assert loader.run() == 1
     assert runner.specs[0].job_base.startswith(f"logpipe-commit-ds-ads_click-{OLD:%Y%m%d%H}-g0001-")
     assert client.deleted == [sorted(staging(store, OLD))]
+    assert client.hours == [("ads_click", OLD.replace(minute=0), OLD.replace(minute=0) + dt.timedelta(hours=1))]
     assert store.stat(names.committed_marker(Partition.of("ads_click", OLD), 1)) is not None
 
 
@@ -224,7 +238,10 @@ def test_days_older_than_the_backfill_window_are_forgotten_and_never_listed_agai
     fin.finalize_partition(P)
     loader = new_loader(store, runner, client, clock)
     assert loader.run() == 2
-    assert client.deleted == [sorted(staging(store, OLD) | staging(store, NOW))], "C3 covers both"
+    assert client.deleted == [sorted(staging(store, OLD)), sorted(staging(store, NOW))], "C3 covers both"
+    assert client.hours == [
+        ("ads_click", hour, hour + dt.timedelta(hours=1)) for hour in (OLD.replace(minute=0), NOW.replace(minute=0))
+    ], "one statement per partition, bounded to its hour"
     # OLD's day is before the fresh window (48 h): the fresh path never looks its names up, so none are kept
     assert loader.committed_sources == loader.done_sources == staging(store, NOW)
     assert loader.committed_sources is loader.committed_sources, "built once until something changes"

@@ -1,6 +1,9 @@
 """BigQuery loading of partitions finalized in shards (``layout.Shard``), through the loader on the in-memory store,
-with a fake BigQuery that keeps the committed and fresh tables' rows and executes C3's two DELETE statements by their
-meaning (the integration test test_bigquery_sharded_loading.py runs the same statements on the emulator).
+with a fake BigQuery that keeps the committed and fresh tables' rows and executes C3's DELETE statement (the same for
+whole and sharded partitions) by its meaning (the integration test test_bigquery_sharded_loading.py runs the same
+statement on the emulator). It also executes the delete by source alone that C3 once ran for whole partitions, so a
+return to it shows as an event missing from the view (test_bigquery_c3_earlier_generation.py), not as a failed
+delete.
 
 What must hold: every shard's generation is loaded once, under its own job id and ``.loaded`` marker (shards number
 their generations independently); the view (committed rows, plus fresh rows whose event is not committed) shows every
@@ -92,7 +95,7 @@ class FakeBigQuery:
         sources = set(params["sources"])
         self.statements.append(sql)
         fresh = f"{TARGET}.{names.fresh_table('core')}"
-        if sql == f"DELETE FROM `{fresh}` WHERE source IN UNNEST(@sources)":
+        if sql == f"DELETE FROM `{fresh}` WHERE source IN UNNEST(@sources)":  # C3 by source alone: not issued any more
             self.fresh = [r for r in self.fresh if r[1] not in sources]
             return self
         by_sql = {shard_delete_sql(fresh, f"{TARGET}.{names.committed_table(c.name)}"): c.name for c in CAT.categories}
