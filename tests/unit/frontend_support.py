@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,3 +56,13 @@ def published_event_ids(publisher: FakePublisher) -> list[str]:
 
 def request(*events: Event, sequence: int = 0) -> PublishRequest:
     return PublishRequest(events=list(events), sequence=sequence)
+
+
+def until(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Poll ``cond`` every 20 ms; True once it holds, False after ``timeout_s``."""
+    deadline = time.time() + timeout_s
+    while not cond():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

@@ -5,7 +5,6 @@ event can make an envelope larger than Pub/Sub's 10 MB cap; and an unpublishable
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from service.contract import PublishResponse
 from service.envelope import EncodedEnvelope
 from service.frontend.publisher import FakePublisher
 from tests.unit.frontend_support import event, published_event_ids, request, running_frontend
+from tests.unit.frontend_support import until as _until
+from tests.unit.test_gap_hostile_requests import _field
 
 pytestmark = pytest.mark.unit
 
@@ -35,25 +36,6 @@ class CappedPublisher(FakePublisher):
                 self.attempts += 1
             raise MessageTooLargeError("The message being published would produce too large a publish request")
         return super().publish(topic, envelope)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    out = bytearray()
-    for v in ((number << 3) | 2, len(payload)):
-        while v >= 0x80:
-            out.append((v & 0x7F) | 0x80)
-            v >>= 7
-        out.append(v)
-    return bytes(out) + payload
-
-
-def _until(cond, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout_s
-    while not cond():
-        if time.time() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_unknown_field_bytes_make_an_unpublishable_envelope_that_is_acked_and_blocks_replay(tmp_path: Path) -> None:

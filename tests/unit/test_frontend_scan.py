@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from service.frontend.validate import Checked, Limits, Validator
 from service.frontend.wire import FramedGroup, framed_group
 from service.jsonlimits import too_deep
 from tests.unit.frontend_support import CATALOG, event, published_event_ids, request, running_frontend
+from tests.unit.frontend_support import until as _until
 
 pytestmark = pytest.mark.unit
 
@@ -425,12 +425,3 @@ def test_the_server_takes_the_fast_path_only_when_it_accepts(tmp_path: Path, mon
         ]
         assert _until(lambda: len(published_event_ids(pub)) == 4)
         assert set(published_event_ids(pub)) >= {e.event_id for e in good}
-
-
-def _until(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()

@@ -6,7 +6,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from service.frontend.auth import Authenticator, Identity
 from service.frontend.publisher import FakePublisher
 from service.frontend.server import Frontend
 from tests.unit.frontend_support import event, published_event_ids, request, running_frontend
+from tests.unit.frontend_support import until as _until
 
 pytestmark = pytest.mark.unit
 
@@ -29,15 +30,6 @@ pytestmark = pytest.mark.unit
 def _inflight(fe: Frontend) -> float:
     value: float = fe.metrics.inflight_bytes._value.get()
     return value
-
-
-def _until(cond: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.time() + timeout_s
-    while not cond():
-        if time.time() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_mixed_batch_acks_good_events_once_published(tmp_path: Path) -> None:
