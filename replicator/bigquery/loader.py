@@ -170,6 +170,7 @@ class Loader:
         limits = BatchLimits(config.max_batch_objects, config.max_batch_bytes, config.max_unloaded_fresh_objects)
         tiers = config.tiers or tuple(t.name for t in catalog.tiers)
         self._passes: list[tuple[CommittedLoader, FreshLoader]] = []
+        self._tiers: list[str] = []
         for tier in tiers:
             cats = catalog.categories_in(tier)
             if not cats:
@@ -195,6 +196,7 @@ class Loader:
                 **common,
             )
             self._passes.append((committed, fresh))
+            self._tiers.append(tier)
 
     def convert_once(self) -> int:
         """Convert new staging objects ahead of their pass. Returns the number converted. Raises store errors."""
@@ -203,16 +205,25 @@ class Loader:
     def run_once(self) -> tuple[int, int]:
         """One committed pass and one fresh pass per tier. Returns (manifests loaded, fresh events loaded).
 
-        Raises object-store errors (``replicator.errors.StoreError``); BigQuery trouble only delays (logged)."""
+        Raises object-store errors (``replicator.errors.StoreError``), after every tier had its pass: one tier's
+        failure (e.g. an unreadable object of its own) does not hold back the others. BigQuery trouble only delays
+        (logged)."""
         manifests = events = 0
-        for committed, fresh in self._passes:
-            manifests += committed.run()
-            done = committed.done_sources
-            events += fresh.run(committed.committed_sources, done, committed.complete_hours)
-            waiting = fresh.waiting_hours() if committed.wants_waiting else None  # costs a walk of the batches
-            committed.handed_over(done, waiting)  # F4 noted them: keep the open hours' names only (known.py, "Memory")
-            if committed.any_unread:  # found loaded (a restart): read those the batches wait on, for the next F4
-                committed.read_unread(waiting)
+        failed: Exception | None = None
+        for tier, (committed, fresh) in zip(self._tiers, self._passes, strict=True):
+            try:
+                manifests += committed.run()
+                done = committed.done_sources
+                events += fresh.run(committed.committed_sources, done, committed.complete_hours)
+                waiting = fresh.waiting_hours() if committed.wants_waiting else None  # costs a walk of the batches
+                committed.handed_over(done, waiting)  # F4 noted them: keep the open hours' names (known.py, "Memory")
+                if committed.any_unread:  # found loaded (a restart): read those the batches wait on, for the next F4
+                    committed.read_unread(waiting)
+            except Exception as exc:
+                log.error("tier %s: pass failed, the other tiers go on: %r", tier, exc)
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return manifests, events
 
 
