@@ -184,5 +184,10 @@ def load_config(
     try:
         return FrontendConfig.model_validate(merged)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e["loc"], str(e["msg"])) for e in exc.errors())
         raise ConfigError(f"invalid front-end config: {problems}") from None
+
+
+def _problem(loc: tuple[int | str, ...], msg: str) -> str:
+    """One validation error as a line: ``field: message``, or the message alone for a check across fields."""
+    return f"{'.'.join(str(p) for p in loc)}: {msg}" if loc else msg.removeprefix("Value error, ")

@@ -91,3 +91,11 @@ def test_malloc_setting_and_mallopt() -> None:
         load_config(None, {"LOGPIPE_MALLOC_KEEP_MIB": "-1"})
     if platform.libc_ver()[0] == "glibc":
         assert keep_freed_memory(256 * 1024 * 1024)  # both mallopt settings accepted (32 MiB is glibc's maximum)
+
+
+def test_a_check_across_fields_names_them_without_an_empty_location() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {}, {"envelope_target_bytes": 8 << 20, "max_payload_bytes": 2 << 20})
+    text = str(err.value)
+    assert text.startswith("invalid front-end config: envelope_target_bytes (8388608) + the largest event")
+    assert "max_payload_bytes" in text and "Value error" not in text
