@@ -14,7 +14,7 @@ One pass (``CommittedLoader.run``), in numbered steps; a crash after any step is
       optimisation: the view already prefers committed rows; this keeps the fresh table (and so every query of the
       view) small. But it must never delete a row whose event is not committed yet: that event would vanish from
       the view. Idempotent. So only the rows whose event is in the committed table are deleted (``_delete_fresh``,
-      ``shard_delete_sql``): ``source IN UNNEST(@sources) AND event_id IN (SELECT event_id FROM <committed> WHERE
+      ``fresh_delete_sql``): ``source IN UNNEST(@sources) AND event_id IN (SELECT event_id FROM <committed> WHERE
       event_time in the partition's hour)``, both tables bounded to the hour (partition pruning). Deleting by
       source alone is not enough, for two reasons:
       * Any manifest: an event of a source it lists may be committed only by an *earlier* generation that is not
@@ -132,6 +132,10 @@ class CommittedLoader:
         self._layout = layout or Layout()
         self._known = KnownManifests(backfill=backfill, fresh_horizon=fresh_horizon)
         self._last_backfill: dt.datetime | None = None
+
+    @property
+    def tier(self) -> str:
+        return self._tier
 
     @property
     def backfill(self) -> dt.timedelta:
@@ -302,7 +306,7 @@ class CommittedLoader:
         objects of ``p`` hold only its events, and a bound can only make the statement delete less."""
         fresh = self._target.table(names.fresh_table(self._tier))
         committed = self._target.table(names.committed_table(p.category))
-        sql = shard_delete_sql(fresh, committed)
+        sql = fresh_delete_sql(fresh, committed)
         start, end = p.hour, p.hour + dt.timedelta(hours=1)
         for i in range(0, len(sources), _DELETE_CHUNK):
             params = [
@@ -313,10 +317,10 @@ class CommittedLoader:
             self._client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result()
 
 
-def shard_delete_sql(fresh: str, committed: str) -> str:
-    """C3's statement for every manifest, whole or a shard's (module docstring; named for the shards, which needed it
-    first), on the tables ``fresh`` and ``committed`` (``project.dataset.table``). Parameters: ``@sources``
-    (ARRAY<STRING>), ``@start`` and ``@end`` (TIMESTAMP: the partition's hour, end excluded)."""
+def fresh_delete_sql(fresh: str, committed: str) -> str:
+    """C3's statement for every manifest, whole or a shard's (module docstring), on the tables ``fresh`` and
+    ``committed`` (``project.dataset.table``). Parameters: ``@sources`` (ARRAY<STRING>), ``@start`` and ``@end``
+    (TIMESTAMP: the partition's hour, end excluded)."""
     return (
         f"DELETE FROM `{fresh}` AS f\n"
         f"WHERE f.source IN UNNEST(@sources) AND f.event_time >= @start AND f.event_time < @end\n"

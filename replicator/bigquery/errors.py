@@ -26,7 +26,8 @@ class SchemaIncompatible(BigQueryLoadError):
 
 
 class LoadFailed(BigQueryLoadError):
-    """A load was given up for good: the job failed with a permanent reason, or every allowed attempt failed.
+    """A load was given up for good: the job failed with a permanent reason, or retryable failures went on past
+    ``give_up_after_seconds`` (or ``max_attempts`` jobs).
 
     Attributes:
         job_id: The last job id tried.

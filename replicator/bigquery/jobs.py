@@ -70,7 +70,8 @@ _UNREACHABLE = (
 )
 
 
-_QUOTA_REASONS = frozenset({"quotaExceeded", "rateLimitExceeded"})
+#: A 403 from an API call with one of these reasons is a quota or rate limit: pending, it passes by itself.
+_PENDING_403_REASONS = frozenset({"quotaExceeded", "rateLimitExceeded"})
 #: Job error reasons of a spent quota (BigQuery runs the job and fails it, e.g. the per-table daily load limit):
 #: retryable, but not within seconds, so the load is pending until the job's backoff has passed.
 QUOTA_REASONS = frozenset({"quotaExceeded"})
@@ -85,7 +86,7 @@ def _when(job: Any, field: str) -> dt.datetime | None:
 def _pending_for_403(jid: str, exc: gexc.Forbidden) -> LoadPending:
     """A 403 is a quota (``LoadPending``: it passes by itself) or a missing permission (``LoadDenied``)."""
     reasons = {str(e.get("reason", "")) for e in (exc.errors or []) if isinstance(e, dict)}
-    if reasons & _QUOTA_REASONS:
+    if reasons & _PENDING_403_REASONS:
         return LoadPending(f"{jid}: BigQuery quota exceeded: {exc!r}")
     return LoadDenied(f"{jid}: BigQuery denied access (a missing permission?): {exc!r}")
 

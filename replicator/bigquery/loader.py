@@ -170,7 +170,6 @@ class Loader:
         limits = BatchLimits(config.max_batch_objects, config.max_batch_bytes, config.max_unloaded_fresh_objects)
         tiers = config.tiers or tuple(t.name for t in catalog.tiers)
         self._passes: list[tuple[CommittedLoader, FreshLoader]] = []
-        self._tiers: list[str] = []
         for tier in tiers:
             cats = catalog.categories_in(tier)
             if not cats:
@@ -196,7 +195,6 @@ class Loader:
                 **common,
             )
             self._passes.append((committed, fresh))
-            self._tiers.append(tier)
 
     def convert_once(self) -> int:
         """Convert new staging objects ahead of their pass. Returns the number converted. Raises store errors."""
@@ -210,7 +208,7 @@ class Loader:
         (logged)."""
         manifests = events = 0
         failed: Exception | None = None
-        for tier, (committed, fresh) in zip(self._tiers, self._passes, strict=True):
+        for committed, fresh in self._passes:
             try:
                 manifests += committed.run()
                 done = committed.done_sources
@@ -220,7 +218,7 @@ class Loader:
                 if committed.any_unread:  # found loaded (a restart): read those the batches wait on, for the next F4
                     committed.read_unread(waiting)
             except Exception as exc:
-                log.error("tier %s: pass failed, the other tiers go on: %r", tier, exc)
+                log.error("tier %s: pass failed, the other tiers go on: %r", committed.tier, exc)
                 failed = failed or exc
         if failed is not None:
             raise failed

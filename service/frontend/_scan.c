@@ -5,8 +5,8 @@ Contract (see docs/ingest.md, "Throughput work, third pass"):
     i.e. exactly what Validator._all_good accepts: event_id set, a canonical lowercase UUID, unique in the request;
     a known category; event_time set, in [lo, hi] with nanos in [0, 1e9); no attributes; producer at most
     max_producer characters (valid UTF-8); payload at most max_payload bytes; a JSON category's payload valid UTF-8
-    and exactly one well-formed RFC 8259 value (also accepted by msgspec; nesting depth at most 500, BigQuery's limit; no lone
-    surrogate escapes).
+    and exactly one well-formed RFC 8259 value (also accepted by msgspec; no lone surrogate escapes), nested at most
+    500 deep (BigQuery's JSON limit; an empty [] or {} is a level).
   * Any doubt returns None, and the Python per-event path decides (and words every rejection): wire it does not
     understand (unknown fields, ingest_time/client_id set by the client, a field of an event twice, non-minimal
     varints, group wire types, negative seconds; the request's own sequence and omit_accepted_statuses may repeat,

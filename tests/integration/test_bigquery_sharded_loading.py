@@ -1,6 +1,6 @@
 """BigQuery loading of a partition finalized in shards, on the local cloud (local-bigquery + fake-gcs-server): the
-statement C3 runs for a shard's manifests (``committed.shard_delete_sql``) executes on the emulator and deletes only
-the fresh rows whose event is committed, so the view shows every event exactly once while the shards commit one after
+statement C3 runs for every manifest (``committed.fresh_delete_sql``) executes on the emulator and deletes only the
+fresh rows whose event is committed, so the view shows every event exactly once while the shards commit one after
 the other; each shard's generation 1 is loaded under its own job id and marker.
 """
 

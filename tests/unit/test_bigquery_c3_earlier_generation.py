@@ -5,7 +5,7 @@ The generations of a partition load independently (a pending generation 1 does n
 generation without files (a delta whose events were all duplicates) goes straight to C3. So a source a loaded
 manifest lists may hold an event that only an earlier, unloaded generation commits; its fresh row is then the
 event's only row in the view. C3 deletes only the fresh rows whose event is in the committed table (``event_id IN
-(SELECT event_id FROM <committed> ...)``, ``shard_delete_sql``), never by source alone, so the event stays visible
+(SELECT event_id FROM <committed> ...)``, ``fresh_delete_sql``), never by source alone, so the event stays visible
 through the fresh table until the earlier generation loads (and until the horizon if that load is given up: the
 events of a given-up load stay visible through the fresh path, docs/bigquery.md "Metrics and failures").
 
@@ -29,7 +29,7 @@ import datetime as dt
 import pytest
 
 from replicator.bigquery import names
-from replicator.bigquery.committed import shard_delete_sql
+from replicator.bigquery.committed import fresh_delete_sql
 from replicator.layout import Layout
 from tests.unit.test_bigquery_shards import TARGET, P, World
 
@@ -60,7 +60,7 @@ def test_c3_of_a_later_generation_does_not_hide_an_event_committed_by_a_pending_
         "k-001 vanished from the view: generation 2's C3 deleted its only fresh row while generation 1, which commits "
         "it, is not loaded"
     )
-    assert set(w.bq.statements) == {shard_delete_sql(f"{TARGET}._fresh_core", f"{TARGET}.ads_click__committed")}
+    assert set(w.bq.statements) == {fresh_delete_sql(f"{TARGET}._fresh_core", f"{TARGET}.ads_click__committed")}
 
     w.bq.pending = set()  # generation 1 loads: k-001 is committed, and shown once (checked by run)
     w.run(loader)

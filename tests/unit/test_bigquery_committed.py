@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from replicator.bigquery import names
-from replicator.bigquery.committed import CommittedLoader, Target, shard_delete_sql
+from replicator.bigquery.committed import CommittedLoader, Target, fresh_delete_sql
 from replicator.bigquery.errors import LoadPending
 from replicator.bigquery.fresh import FreshLoader
 from replicator.bigquery.jobs import LoadOutcome, LoadSpec
@@ -48,7 +48,7 @@ class FakeRunner:
 
 
 class FakeClient:
-    """Records C3's statements: only the guarded DELETE (``shard_delete_sql``) on the core tier's tables is accepted.
+    """Records C3's statements: only the guarded DELETE (``fresh_delete_sql``) on the core tier's tables is accepted.
     Keeps no rows (test_bigquery_shards.py's ``FakeBigQuery`` executes the statement): ``deleted`` holds each
     statement's ``@sources``, ``hours`` its (category, ``@start``, ``@end``)."""
 
@@ -61,7 +61,7 @@ class FakeClient:
         if self.fail:
             raise RuntimeError("concurrent update")
         by_sql = {
-            shard_delete_sql("p.ds._fresh_core", f"p.ds.{names.committed_table(c.name)}"): c.name
+            fresh_delete_sql("p.ds._fresh_core", f"p.ds.{names.committed_table(c.name)}"): c.name
             for c in CAT.categories_in("core")
         }
         category = by_sql[sql]  # any other statement: KeyError

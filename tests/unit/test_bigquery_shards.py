@@ -24,7 +24,7 @@ from google.cloud import bigquery
 
 from replicator import records
 from replicator.bigquery import fresh_rows, known, names
-from replicator.bigquery.committed import CommittedLoader, shard_delete_sql
+from replicator.bigquery.committed import CommittedLoader, fresh_delete_sql
 from replicator.bigquery.errors import LoadPending
 from replicator.bigquery.jobs import LoadOutcome, LoadSpec
 from replicator.bigquery.loader import Loader, LoaderConfig
@@ -98,7 +98,7 @@ class FakeBigQuery:
         if sql == f"DELETE FROM `{fresh}` WHERE source IN UNNEST(@sources)":  # C3 by source alone: not issued any more
             self.fresh = [r for r in self.fresh if r[1] not in sources]
             return self
-        by_sql = {shard_delete_sql(fresh, f"{TARGET}.{names.committed_table(c.name)}"): c.name for c in CAT.categories}
+        by_sql = {fresh_delete_sql(fresh, f"{TARGET}.{names.committed_table(c.name)}"): c.name for c in CAT.categories}
         category = by_sql[sql]  # any other statement: KeyError
         start, end = params["start"], params["end"]
         ids = {e for e, t in self.committed.get(category, []) if start <= t < end}
@@ -225,7 +225,7 @@ def test_a_shards_delete_keeps_the_fresh_rows_of_the_other_shards_events() -> No
     w.run(loader)  # shard 0 loaded, its C3 ran: the view still shows shard 1's events (checked by run)
     assert {e for e, _ in w.bq.committed["ads_click"]} == of_shard(events, 0)
     assert {r[2] for r in w.bq.fresh} == of_shard(events, 1), "only the committed events' fresh rows are deleted"
-    assert w.bq.statements == [shard_delete_sql(f"{TARGET}._fresh_core", f"{TARGET}.ads_click__committed")]
+    assert w.bq.statements == [fresh_delete_sql(f"{TARGET}._fresh_core", f"{TARGET}.ads_click__committed")]
     assert committed_pass(loader).committed_sources == frozenset(), "not every shard consumed them"
     assert batch in w.store.names(), "F4 waits for every shard"
 
