@@ -24,7 +24,7 @@ def test_small_bench_run_reports_every_phase(tmp_path: Path) -> None:
             "bench",
             "replicate",
             "--events",
-            "6000",
+            "24000",
             "--events-per-envelope",
             "1000",
             "--warmup-envelopes",
@@ -41,9 +41,9 @@ def test_small_bench_run_reports_every_phase(tmp_path: Path) -> None:
     assert "CPU ms per message" in out.stdout and "targets: >= 100k events/s per worker" in out.stdout
     (path,) = tmp_path.glob("replicate-*.json")
     report = json.loads(path.read_text())
-    assert report["backlog"] == {**report["backlog"], "messages": 6, "events": 6000}
-    assert report["finalize"]["events"] == 6000  # every landed event committed once
-    assert report["bare_pull_ack"]["messages"] == 6 and report["bare_streaming_ack"]["messages"] >= 6
+    assert report["backlog"] == {**report["backlog"], "messages": 24, "events": 24000}
+    assert report["finalize"]["events"] == 24000  # every landed event committed once
+    assert report["bare_pull_ack"]["messages"] == 24 and report["bare_streaming_ack"]["messages"] >= 24
     assert report["warmup_envelopes"] == 3 and report["warmup"]["cpu_seconds"]["emulator"] > 0
     assert set(report["landing"]["cpu_ms_per_message"]) >= {"emulator", "gcs", "worker"}
     assert report["landing"]["cpu_ms_per_message"]["worker"] > 0
